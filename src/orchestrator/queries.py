@@ -1,0 +1,28 @@
+"""Named SQL blocks from ``sql/queries.sql``, loaded once by name.
+
+A block starts with a ``-- name --`` line; the comment lines right after it document it.
+
+>>> "start_attempt" in QUERIES
+True
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import LiteralString, cast
+
+_BLOCK_RE = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
+
+
+def _load(text: str) -> dict[str, LiteralString]:
+    parts = _BLOCK_RE.split(text)
+    queries: dict[str, LiteralString] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        queries[name] = cast(LiteralString, body.strip())
+    return queries
+
+
+QUERIES: dict[str, LiteralString] = _load(
+    resources.files("orchestrator").joinpath("sql/queries.sql").read_text(encoding="utf-8")
+)

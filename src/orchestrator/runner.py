@@ -1,0 +1,283 @@
+"""Runs one attempt of a workflow job and keeps its ``agent_runs`` record.
+
+The sequence for every attempt:
+
+1. ``start_attempt`` (own transaction, committed at once so a ``running`` row is visible):
+   stops here if the job already has a ``succeeded`` row — a re-run after a crash that came
+   between our commit and procrastinate's status update — and marks attempts a dead worker
+   left ``running`` as ``abandoned``.
+2. The workflow runs on one pooled connection inside a transaction; its success record is
+   written in that same transaction, so effects and record commit together or not at all.
+3. On failure the transaction is rolled back and the attempt recorded as ``retrying``,
+   ``failed`` or ``cancelled``; the retry decision travels to procrastinate in
+   :class:`~orchestrator.retry.AttemptFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from orchestrator.context import EnqueueInTransaction, WorkflowContext
+from orchestrator.errors import InvalidPayload, PermanentError, RetryableError
+from orchestrator.queries import QUERIES
+from orchestrator.redaction import SecretScrubber, redact_payload
+from orchestrator.registry import Registry, Workflow
+from orchestrator.retry import AttemptFailed, RetryPolicy, effective_policy
+from orchestrator.settings import Settings
+
+logger = logging.getLogger("orchestrator.runs")
+
+MAX_TRACEBACK_CHARS = 8_000
+
+
+class Cancelled(Exception):
+    """The attempt was cancelled on request (``orchestrator cancel``)."""
+
+
+class ShutdownAbort(RetryableError):
+    """The worker shut down before the attempt finished; it is retried at once."""
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    status: str
+    output: Any = None
+
+
+def worker_label(worker_id: int | None) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"#{worker_id}" if worker_id else "")
+
+
+class Runner:
+    """Executes attempts for the workflows of one registry against one pool."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        settings: Settings,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+        enqueue: EnqueueInTransaction,
+        scrubber: SecretScrubber,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.pool = pool
+        self.enqueue = enqueue
+        self.scrub = scrubber
+
+    async def run(
+        self,
+        *,
+        workflow_name: str,
+        payload: Mapping[str, Any],
+        job_id: int,
+        attempt: int,
+        queue: str,
+        worker_id: int | None,
+        attempts_override: int | None = None,
+        abort_reason: Callable[[], str | None] = lambda: None,
+    ) -> AttemptOutcome:
+        """Run one attempt; raise :class:`AttemptFailed` (with the decision) when it fails."""
+        workflow = self.registry.get(workflow_name)
+        policy = effective_policy(workflow.retry, self.settings, attempts_override)
+        started = time.monotonic()
+        log_fields: dict[str, Any] = {
+            "workflow": workflow.name,
+            "job_id": job_id,
+            "attempt": attempt,
+        }
+
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(
+                QUERIES["start_attempt"],
+                {
+                    "job_id": job_id,
+                    "workflow": workflow.name,
+                    "attempt": attempt,
+                    "input": Jsonb(redact_payload(payload, workflow.secret_fields)),
+                    "worker": worker_label(worker_id),
+                    "queue": queue,
+                },
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+        if row["succeeded_run_id"] is not None:
+            logger.info(
+                "workflow %s job %s already succeeded (run %s); not running it again",
+                workflow.name,
+                job_id,
+                row["succeeded_run_id"],
+                extra={"event": "workflow.already_completed", **log_fields},
+            )
+            return AttemptOutcome(status="already_succeeded")
+        run_id: int = row["run_id"]
+        failures_before: int = row["failures"]
+        log_fields["run_id"] = run_id
+
+        try:
+            data = workflow.parse(payload)
+            output = await self._run_in_transaction(
+                workflow, data, run_id, job_id, attempt, policy.attempts
+            )
+        except BaseException as exc:
+            duration = time.monotonic() - started
+            if isinstance(exc, asyncio.CancelledError) and abort_reason() == "shutdown":
+                exc = ShutdownAbort("the worker shut down before the attempt finished")
+            await asyncio.shield(
+                self._record_failure(exc, run_id, failures_before, policy, log_fields, duration)
+            )
+            raise AssertionError("unreachable") from exc  # _record_failure always raises
+        duration = time.monotonic() - started
+        logger.info(
+            "workflow %s job %s attempt %s succeeded in %.3f s",
+            workflow.name,
+            job_id,
+            attempt,
+            duration,
+            extra={"event": "workflow.completed", "duration_s": round(duration, 6), **log_fields},
+        )
+        return AttemptOutcome(status="succeeded", output=output)
+
+    async def _run_in_transaction(
+        self,
+        workflow: Workflow[Any],
+        data: BaseModel,
+        run_id: int,
+        job_id: int,
+        attempt: int,
+        max_attempts: int,
+    ) -> Any:
+        async with self.pool.connection() as conn:
+            ctx = WorkflowContext(
+                connection=conn,
+                run_id=run_id,
+                job_id=job_id,
+                workflow=workflow.name,
+                attempt=attempt,
+                max_attempts=max_attempts,
+                settings=self.settings,
+                logger=logging.LoggerAdapter(
+                    logging.getLogger(f"workflows.{workflow.name}"),
+                    {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
+                ),
+                _enqueue=self.enqueue,
+            )
+            try:
+                result = await workflow.run(ctx, data)
+                output = _jsonable(result)
+                cursor = await conn.execute(
+                    QUERIES["finish_success"], {"run_id": run_id, "output": Jsonb(output)}
+                )
+                if await cursor.fetchone() is None:
+                    raise RuntimeError(f"agent_runs row {run_id} vanished before success")
+                await conn.commit()
+                return output
+            except BaseException:
+                await _rollback_quietly(conn)
+                raise
+
+    async def _record_failure(
+        self,
+        exc: BaseException,
+        run_id: int,
+        failures_before: int,
+        policy: RetryPolicy,
+        log_fields: dict[str, Any],
+        duration: float,
+    ) -> None:
+        cause = exc
+        if isinstance(exc, psycopg.errors.UniqueViolation) and "agent_runs_one_success" in str(exc):
+            status, retry_in = "abandoned", None
+        elif isinstance(exc, Cancelled | asyncio.CancelledError) and not isinstance(
+            exc, ShutdownAbort
+        ):
+            status, retry_in = "cancelled", None
+        elif isinstance(exc, PermanentError | InvalidPayload):
+            status, retry_in = "failed", None
+        else:
+            failures = failures_before + 1
+            if isinstance(exc, ShutdownAbort):
+                status, retry_in = "retrying", 0.0
+            elif failures < policy.attempts:
+                wait = policy.wait_after(failures)
+                if isinstance(exc, RetryableError) and exc.retry_after:
+                    wait = max(wait, exc.retry_after)
+                status, retry_in = "retrying", wait
+            else:
+                status, retry_in = "failed", None
+        message = self.scrub(str(exc) or type(exc).__name__)
+        error: dict[str, Any] = {
+            "type": type(cause).__name__,
+            "message": message,
+            "traceback": self.scrub(
+                "".join(traceback.format_exception(cause))[-MAX_TRACEBACK_CHARS:]
+            ),
+        }
+        if retry_in is not None:
+            error["retry_in_s"] = retry_in
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    QUERIES["finish_failure"],
+                    {"run_id": run_id, "status": status, "error": Jsonb(error)},
+                )
+        except psycopg.Error:
+            logger.exception(
+                "could not record the outcome of run %s", run_id, extra={"event": "record_failed"}
+            )
+            raise
+        level = logging.ERROR if status == "failed" else logging.WARNING
+        logger.log(
+            level,
+            "workflow %s job %s attempt %s %s after %.3f s: %s: %s",
+            log_fields["workflow"],
+            log_fields["job_id"],
+            log_fields["attempt"],
+            status,
+            duration,
+            error["type"],
+            message,
+            extra={
+                "event": f"workflow.{status}",
+                "duration_s": round(duration, 6),
+                "error_type": error["type"],
+                "error_message": message,
+                "retry_in_s": retry_in,
+                **log_fields,
+            },
+        )
+        if status == "cancelled":
+            raise Cancelled(message) from exc
+        raise AttemptFailed(exc, retry_in=retry_in) from exc
+
+
+async def _rollback_quietly(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    try:
+        await asyncio.shield(conn.rollback())
+    except (psycopg.Error, asyncio.CancelledError):
+        # A connection that cannot roll back is broken; closing it makes the pool drop it.
+        await conn.close()
+
+
+def _jsonable(result: Any) -> Any:
+    if result is None:
+        return None
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    return json.loads(json.dumps(result, default=str))

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import asyncio
+
+from orchestrator.app import Orchestrator
+from orchestrator.worker import run_worker
+from tests.fix_db import wait_for
+
+
+async def test_job_runs_and_records(orch: Orchestrator) -> None:
+    job_id = await orch.enqueue_workflow("write_row", {"key": "a"})
+    task = asyncio.create_task(run_worker(orch, install_signal_handlers=False))
+
+    async def done() -> bool:
+        return (await orch.queue_status()).total.completed == 1
+
+    await wait_for(done, timeout=20)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    runs = await orch.list_runs(job_id=job_id)
+    assert [r["status"] for r in runs] == ["succeeded"]
