@@ -44,7 +44,7 @@ def _admin_url() -> str:
     return embedded_server_url(ROOT / ".orchestrator" / "test-server")
 
 
-def _admin_execute(url: str, statement: sql.Composable) -> None:
+def _admin_execute(url: str, statement: sql.Composed) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(statement)
 

@@ -45,7 +45,7 @@ def upgrade() -> None:
          WHERE j.task_name NOT LIKE 'orchestrator.%';
 
         COMMENT ON VIEW orchestrator_jobs IS
-            'Workflow jobs and their state (waiting, delayed, active, completed, failed, cancelled)';
+            'Workflow jobs with a BullMQ-style state (waiting ... cancelled)';
 
         CREATE VIEW orchestrator_queue_status AS
         SELECT COALESCE(workflow, '*') AS workflow,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from orchestrator.app import Orchestrator
 from orchestrator.worker import run_worker
@@ -16,9 +17,7 @@ async def test_job_runs_and_records(orch: Orchestrator) -> None:
 
     await wait_for(done, timeout=20)
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     runs = await orch.list_runs(job_id=job_id)
     assert [r["status"] for r in runs] == ["succeeded"]
