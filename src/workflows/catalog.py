@@ -1,4 +1,4 @@
-"""The workflows and schedules the orchestrator runs by default (filled in by PT1-PT5)."""
+"""The workflows and schedules the orchestrator runs by default: PT1-PT5 and their calendar."""
 
 from __future__ import annotations
 
@@ -6,6 +6,20 @@ from typing import Any
 
 from orchestrator.registry import Workflow
 from orchestrator.schedules import Schedule
+from workflows import (
+    pt1_cole_pull,
+    pt2_clay_format,
+    pt3_gap_analysis,
+    pt4_emailbison_upload,
+    pt5_evergreen_update,
+    schedules,
+)
 
-WORKFLOWS: list[Workflow[Any]] = []
-SCHEDULES: list[Schedule] = []
+WORKFLOWS: list[Workflow[Any]] = [
+    pt1_cole_pull.WORKFLOW,
+    pt2_clay_format.WORKFLOW,
+    pt3_gap_analysis.WORKFLOW,
+    pt4_emailbison_upload.WORKFLOW,
+    pt5_evergreen_update.WORKFLOW,
+]
+SCHEDULES: list[Schedule] = list(schedules.SCHEDULES)

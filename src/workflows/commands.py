@@ -1,9 +1,190 @@
-"""Domain commands of the ``orchestrator`` CLI (clients, run-month, run-week, demo)."""
+"""Domain commands of the ``orchestrator`` CLI: clients, run-month, run-week, demo.
+
+- ``orchestrator clients add|update|list`` manage the client registry;
+- ``orchestrator run-month CLIENT YYYY-MM`` starts PT1 → PT2 → PT3 → PT4 by hand;
+- ``orchestrator run-week CLIENT YYYY-MM-DD`` starts PT5 for that upload Monday;
+- ``orchestrator demo`` runs a whole synthetic month end to end (see :mod:`workflows.demo`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.app import Orchestrator
+from orchestrator.errors import ConfigurationError, InvalidPayload
+from orchestrator.registry import describe_validation_error
+from orchestrator.settings import Settings
+from workflows.clients import ClientSpec, add_client, list_clients, parse_zip_list, update_client
+from workflows.schedules import month_chain_payload, month_dedupe_key, week_dedupe_key
+from workflows.windows import format_month, parse_month
+
+SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
-def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(sub: SubParsers) -> None:
     """Register the domain sub-commands on the ``orchestrator`` parser."""
+    clients = sub.add_parser("clients", help="manage clients (add, update, list)")
+    csub = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+    for action in ("add", "update"):
+        p = csub.add_parser(action, help=f"{action} a client")
+        p.add_argument("--name", required=True, help="client name (unique)")
+        if action == "update":
+            p.add_argument("--new-name", help="rename the client")
+        p.add_argument("--tier", type=int, required=action == "add", help="100 or 200")
+        p.add_argument("--states", help="licensed states, comma-separated (TX,OK)")
+        zips = p.add_mutually_exclusive_group()
+        zips.add_argument("--zips", help="approved ZIP codes, comma-separated")
+        zips.add_argument("--zips-file", help="file of approved ZIP codes (any separators)")
+        p.add_argument("--emailbison-url", help="EmailBison instance origin")
+        p.add_argument("--emailbison-key-env", help="NAME of the env var holding the API key")
+        p.add_argument("--campaign-id", type=int, help="evergreen campaign id")
+        p.add_argument("--hnw-campaign-id", type=int, help="Texas HNW evergreen twin id")
+        active = p.add_mutually_exclusive_group()
+        active.add_argument("--active", dest="active", action="store_true", default=None)
+        active.add_argument("--inactive", dest="active", action="store_false")
+        p.set_defaults(handler=cmd_clients_write, action=action)
+    p = csub.add_parser("list", help="list clients")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_clients_list)
+
+    p = sub.add_parser("run-month", help="start PT1 → PT2 → PT3 → PT4 for a client-month")
+    p.add_argument("client")
+    p.add_argument("month", help="renewal month, YYYY-MM")
+    p.set_defaults(handler=cmd_run_month)
+
+    p = sub.add_parser("run-week", help="start PT5 for a client's upload Monday")
+    p.add_argument("client")
+    p.add_argument("upload_date", help="the Monday, YYYY-MM-DD")
+    p.set_defaults(handler=cmd_run_week)
+
+    p = sub.add_parser("demo", help="run a synthetic month end to end on a demo database")
+    p.add_argument("--rows", type=int, default=4000, help="synthetic Cole rows (default 4000)")
+    p.add_argument("--keep", action="store_true", help="keep the demo database afterwards")
+    p.set_defaults(handler=cmd_demo)
+
+
+def _spec_changes(args: argparse.Namespace) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if args.tier is not None:
+        changes["tier"] = args.tier
+    if args.states is not None:
+        changes["licensed_states"] = [s for s in args.states.split(",") if s.strip()]
+    if args.zips is not None:
+        changes["approved_zips"] = parse_zip_list(args.zips)
+    if args.zips_file is not None:
+        try:
+            text = Path(args.zips_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidPayload(f"--zips-file {args.zips_file!r}: {exc}") from None
+        changes["approved_zips"] = parse_zip_list(text)
+    for arg, field in (
+        ("emailbison_url", "emailbison_url"),
+        ("emailbison_key_env", "emailbison_key_env"),
+        ("campaign_id", "evergreen_campaign_id"),
+        ("hnw_campaign_id", "evergreen_hnw_campaign_id"),
+        ("active", "active"),
+    ):
+        value = getattr(args, arg)
+        if value is not None:
+            changes[field] = value
+    return changes
+
+
+async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int:
+    changes = _spec_changes(args)
+    try:
+        spec = (
+            ClientSpec.model_validate({"name": args.name, **changes})
+            if args.action == "add"
+            else None
+        )
+        if args.action == "update" and args.new_name:
+            changes["name"] = args.new_name
+    except ValidationError as exc:
+        raise InvalidPayload(f"invalid client: {describe_validation_error(exc)}") from None
+    orch = await Orchestrator(settings).open()
+    try:
+        async with orch.pool.connection() as conn:
+            try:
+                if spec is not None:
+                    client = await add_client(conn, spec)
+                else:
+                    client = await update_client(conn, args.name, changes)
+            except ValidationError as exc:
+                raise InvalidPayload(f"invalid client: {describe_validation_error(exc)}") from None
+    finally:
+        await orch.close()
+    print(f"client {client.name!r} {'added' if spec else 'updated'} (id {client.id})")
+    return 0
+
+
+async def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
+    orch = await Orchestrator(settings).open()
+    try:
+        async with orch.pool.connection() as conn:
+            clients = await list_clients(conn)
+    finally:
+        await orch.close()
+    if args.json:
+        print(json.dumps([c.model_dump() for c in clients], indent=2))
+        return 0
+    for c in clients:
+        print(
+            f"{c.name}  tier={c.tier}  states={','.join(c.licensed_states) or '-'}  "
+            f"zips={len(c.approved_zips)}  emailbison={c.emailbison_url or '-'}  "
+            f"key_env={c.emailbison_key_env or '-'}  campaign={c.evergreen_campaign_id or '-'}"
+            f"  {'active' if c.active else 'inactive'}"
+        )
+    if not clients:
+        print("no clients yet: orchestrator clients add --name NAME --tier 100 ...")
+    return 0
+
+
+async def cmd_run_month(args: argparse.Namespace, settings: Settings) -> int:
+    month = format_month(*parse_month(args.month))
+    orch = await Orchestrator(settings).open()
+    try:
+        job_id = await orch.enqueue_workflow(
+            "pt1",
+            month_chain_payload(args.client, month),
+            dedupe_key=month_dedupe_key(args.client, month),
+        )
+    finally:
+        await orch.close()
+    print(f"PT1 → PT2 → PT3 → PT4 started for {args.client!r} {month}")
+    print(job_id)
+    return 0
+
+
+async def cmd_run_week(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        upload_date = date.fromisoformat(args.upload_date)
+    except ValueError:
+        raise InvalidPayload(f"upload date {args.upload_date!r} is not YYYY-MM-DD") from None
+    orch = await Orchestrator(settings).open()
+    try:
+        job_id = await orch.enqueue_workflow(
+            "pt5",
+            {"client": args.client, "upload_date": upload_date.isoformat()},
+            dedupe_key=week_dedupe_key(args.client, upload_date),
+        )
+    finally:
+        await orch.close()
+    print(f"PT5 started for {args.client!r} upload date {upload_date}")
+    print(job_id)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from workflows.demo import run_demo
+
+    if args.rows < 100 or args.rows > 200_000:
+        raise ConfigurationError("--rows must be between 100 and 200000")
+    return asyncio.run(run_demo(settings, rows=args.rows, keep=args.keep))

@@ -1,0 +1,32 @@
+"""Input models shared by the pipeline workflows (validated at enqueue time)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, Field, field_validator
+
+from workflows.windows import format_month, parse_month
+
+
+class ClientMonth(BaseModel):
+    """``{client, month: "YYYY-MM"}``; ``chain`` enqueues the next step when this one succeeds."""
+
+    client: str = Field(min_length=1, max_length=200)
+    month: str
+    chain: bool = False
+
+    @field_validator("month")
+    @classmethod
+    def _month(cls, value: str) -> str:
+        year, month = parse_month(value)
+        return format_month(year, month)
+
+    @property
+    def first_day(self) -> date:
+        year, month = parse_month(self.month)
+        return date(year, month, 1)
+
+    @property
+    def year_month(self) -> tuple[int, int]:
+        return parse_month(self.month)

@@ -1,0 +1,316 @@
+"""PT2 — Clay formatting: turn a client-month's raw Cole rows into cleaned, verified leads.
+
+The rules are the pure functions of :mod:`workflows.formatting` (head of household, home
+value parsing, the $900k cap with the Texas HNW segment, readable purchase date, purchase day,
+renewal date, dedupe key). Emails are syntax-checked always and validated with Debounce when
+``ORCHESTRATOR_DEBOUNCE_API_KEY`` is set (answers cached in ``email_checks``). The month's
+``cleaned_leads`` and ``monthly_counts`` are recomputed from scratch on every run, never
+incremented, so a retry or a re-run after new Cole files gives the same answer.
+Rows can optionally be pushed to a Clay webhook table (``push_to_clay``, off by default).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from orchestrator.context import WorkflowContext
+from orchestrator.errors import PermanentError
+from orchestrator.registry import Workflow
+from workflows.clay import ClayWebhook
+from workflows.clients import get_client
+from workflows.debounce import DebounceClient
+from workflows.formatting import (
+    CLAY_TABLE_MAX_ROWS,
+    HOME_VALUE_CAP,
+    RELAXED_HOME_VALUE_CAP,
+    is_head_of_household,
+    is_valid_email_syntax,
+    normalize_email,
+    normalize_state,
+    parse_money,
+    parse_purchase_date,
+    readable_date,
+    renewal_date,
+    segment_for,
+    split_household_names,
+)
+from workflows.inputs import ClientMonth
+from workflows.notify import notify
+from workflows.windows import window_for_day
+
+CLEANED_COLUMNS = (
+    "client_id",
+    "month",
+    "raw_lead_id",
+    "dedupe_key",
+    "first_name",
+    "greeting_name",
+    "last_name",
+    "email",
+    "address_1",
+    "city",
+    "state",
+    "zip",
+    "cell_phone",
+    "date_of_birth",
+    "home_value",
+    "purchase_date",
+    "readable_purchase_date",
+    "purchase_day",
+    "renewal_date",
+    "window_index",
+    "segment",
+    "email_check",
+)
+
+
+class ClayFormatInput(ClientMonth):
+    push_to_clay: bool = False
+
+
+@dataclass
+class Counts:
+    raw_rows: int = 0
+    head_of_household: int = 0
+    no_head_household: int = 0
+    bad_fields: int = 0
+    over_value_cap: int = 0
+    relaxed_band: int = 0
+    texas_hnw: int = 0
+    email_invalid: int = 0
+    email_undeliverable: int = 0
+    cleaned: int = 0
+    cleaned_standard: int = 0
+
+
+@dataclass
+class Candidate:
+    raw: dict[str, Any]
+    first_name: str
+    greeting: str
+    last_name: str
+    email: str
+    state: str
+    zip: str
+    home_value: Decimal
+    purchase: date
+    renewal: date
+    window_index: int
+    segment: str
+
+
+def clean_row(raw: dict[str, Any], year: int, month: int, counts: Counts) -> Candidate | None:
+    """Apply the PT2 rules to one raw row; count why a dropped row was dropped."""
+    if not is_head_of_household(raw["head_household"]):
+        counts.no_head_household += 1
+        return None
+    counts.head_of_household += 1
+    state = normalize_state(raw["state"])
+    zip_code = raw["zip5"]
+    purchase = parse_purchase_date(raw["purchase_date"])
+    renewal = renewal_date(purchase, year, month) if purchase else None
+    names = split_household_names(raw["first_name"])
+    last_name = (raw["last_name"] or "").strip()
+    if not (state and zip_code and purchase and renewal and names and last_name):
+        counts.bad_fields += 1
+        return None
+    value = parse_money(raw["home_value"])
+    segment = segment_for(state, value)
+    if segment is None:
+        if value is not None and value > HOME_VALUE_CAP:
+            counts.over_value_cap += 1
+            if value <= RELAXED_HOME_VALUE_CAP:
+                counts.relaxed_band += 1
+        else:
+            counts.bad_fields += 1
+        return None
+    assert value is not None
+    email = normalize_email(raw["email_address"])
+    if email is None or not is_valid_email_syntax(email):
+        counts.email_invalid += 1
+        return None
+    return Candidate(
+        raw=raw,
+        first_name=names.original,
+        greeting=names.greeting,
+        last_name=last_name,
+        email=email,
+        state=state,
+        zip=zip_code,
+        home_value=value,
+        purchase=purchase,
+        renewal=renewal,
+        window_index=window_for_day(year, month, purchase.day).index,
+        segment=segment,
+    )
+
+
+async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[str, bool], str]:
+    """Debounce verdicts for ``emails`` (cached in email_checks), or all-True without a key."""
+    key = ctx.settings.debounce_api_key
+    if key is None:
+        return dict.fromkeys(emails, True), "syntax"
+    conn = ctx.connection
+    cursor = await conn.execute(
+        "SELECT email, safe FROM email_checks WHERE email = ANY(%s)", [emails]
+    )
+    verdicts = {row["email"]: row["safe"] for row in await cursor.fetchall()}
+    missing = [e for e in emails if e not in verdicts]
+    if missing:
+        async with DebounceClient(
+            key.get_secret_value(), base_url=ctx.settings.debounce_url
+        ) as debounce:
+            fresh = await debounce.validate_many(missing, concurrency=8)
+        async with conn.cursor().copy("COPY email_checks (email, safe) FROM STDIN") as copy:
+            for email, safe in fresh.items():
+                await copy.write_row((email, safe))
+        await ctx.commit()  # the cache survives a failure later in this attempt
+        verdicts.update(fresh)
+    return verdicts, "debounce"
+
+
+async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
+    conn = ctx.connection
+    client = await get_client(conn, data.client)
+    year, month = data.year_month
+    cursor = await conn.execute(
+        """
+        SELECT id, first_name, last_name, address_1, city, state, zip5, cell_phone_number,
+               email_address, purchase_date, home_value, head_household, date_of_birth,
+               dedupe_key
+          FROM raw_leads WHERE client_id = %s AND month = %s ORDER BY id
+        """,
+        [client.id, data.first_day],
+    )
+    raws = await cursor.fetchall()
+    if not raws:
+        raise PermanentError(
+            f"no raw leads for client {client.name!r} month {data.month}: run PT1 first"
+        )
+    counts = Counts(raw_rows=len(raws))
+    candidates: list[Candidate] = []
+    seen_emails: set[str] = set()
+    for raw in raws:
+        candidate = clean_row(raw, year, month, counts)
+        if candidate is None:
+            continue
+        if candidate.email in seen_emails:  # leads are unique by email in EmailBison
+            counts.bad_fields += 1
+            continue
+        seen_emails.add(candidate.email)
+        candidates.append(candidate)
+    verdicts, check = await _deliverable(ctx, [c.email for c in candidates])
+    kept = [c for c in candidates if verdicts.get(c.email, False)]
+    counts.email_undeliverable = len(candidates) - len(kept)
+    segments = Counter(c.segment for c in kept)
+    counts.texas_hnw = segments["texas_hnw"]
+    counts.cleaned = len(kept)
+    counts.cleaned_standard = segments["standard"]
+
+    await conn.execute(
+        "DELETE FROM cleaned_leads WHERE client_id = %s AND month = %s",
+        [client.id, data.first_day],
+    )
+    async with conn.cursor().copy(
+        f"COPY cleaned_leads ({', '.join(CLEANED_COLUMNS)}) FROM STDIN"
+    ) as copy:
+        for c in kept:
+            raw = c.raw
+            await copy.write_row(
+                (
+                    client.id,
+                    data.first_day,
+                    raw["id"],
+                    raw["dedupe_key"],
+                    c.first_name,
+                    c.greeting,
+                    c.last_name,
+                    c.email,
+                    raw["address_1"],
+                    raw["city"],
+                    c.state,
+                    c.zip,
+                    raw["cell_phone_number"],
+                    raw["date_of_birth"],
+                    c.home_value,
+                    c.purchase,
+                    readable_date(c.purchase),
+                    c.purchase.day,
+                    c.renewal,
+                    c.window_index,
+                    c.segment,
+                    check,
+                )
+            )
+    fields = list(vars(counts))
+    await conn.execute(
+        f"""
+        INSERT INTO monthly_counts (client_id, month, {", ".join(fields)})
+        VALUES (%(client_id)s, %(month)s, {", ".join(f"%({f})s" for f in fields)})
+        ON CONFLICT (client_id, month) DO UPDATE SET
+            {", ".join(f"{f} = EXCLUDED.{f}" for f in fields)}, computed_at = now()
+        """,  # noqa: S608 - field names are this module's dataclass fields
+        {"client_id": client.id, "month": data.first_day, **vars(counts)},
+    )
+    pushed = 0
+    if data.push_to_clay:
+        pushed = await _push_to_clay(ctx, kept)
+    result: dict[str, Any] = {
+        "client": client.name,
+        "month": data.month,
+        "counts": vars(counts),
+        "email_check": check,
+        "pushed_to_clay": pushed,
+    }
+    if data.chain:
+        result["next_job"] = await ctx.enqueue(
+            "pt3", {"client": client.name, "month": data.month, "chain": True}
+        )
+    await notify(
+        ctx,
+        f"PT2 Clay formatting done for {client.name}, {data.month}: {counts.cleaned} cleaned "
+        f"leads ({counts.texas_hnw} Texas HNW) from {counts.raw_rows} raw rows; "
+        f"{counts.no_head_household} without head of household, {counts.over_value_cap} over "
+        f"the value cap, {counts.email_invalid + counts.email_undeliverable} bad emails",
+    )
+    return result
+
+
+async def _push_to_clay(ctx: WorkflowContext, kept: list[Candidate]) -> int:
+    url = ctx.settings.clay_webhook_url
+    if url is None:
+        raise PermanentError("push_to_clay needs ORCHESTRATOR_CLAY_WEBHOOK_URL")
+    if len(kept) > CLAY_TABLE_MAX_ROWS:
+        raise PermanentError(
+            f"{len(kept)} rows exceed a Clay table's {CLAY_TABLE_MAX_ROWS} row limit"
+        )
+    auth = ctx.settings.clay_webhook_auth
+    webhook = ClayWebhook(url.get_secret_value(), auth.get_secret_value() if auth else None)
+    rows = [
+        {
+            "first_name": c.greeting,
+            "last_name": c.last_name,
+            "email": c.email,
+            "state": c.state,
+            "zip": c.zip,
+            "home_value": str(c.home_value),
+            "purchase_date": readable_date(c.purchase),
+            "renewal_date": c.renewal.isoformat(),
+            "segment": c.segment,
+        }
+        for c in kept
+    ]
+    return await webhook.push_rows(rows)
+
+
+WORKFLOW: Workflow[ClayFormatInput] = Workflow(
+    name="pt2",
+    aliases=("pt2_clay_format", "pt2_clay_formatting", "clay_format"),
+    input_model=ClayFormatInput,
+    run=run,
+    description="Clay formatting: clean, segment and verify a client-month's leads",
+)

@@ -1,0 +1,262 @@
+"""PT4 — EmailBison upload: the month's four renewal windows, uploaded in chunks of 500.
+
+For ``{client, month}``: the windows (purchase days 1-7, 8-14, 15-21, 22-end) are stored with
+their leads (PT3's selection), the custom variables are created in the workspace first, then
+each window's leads not yet uploaded for that window are sent with
+``create-or-update/multiple`` at most 500 at a time. Every chunk's lead ids are recorded in
+``uploaded_leads`` and committed before the next chunk, so a retry resumes where it stopped and
+never uploads a lead twice. A 422 on a chunk isolates the offending leads (recorded as
+``rejected`` with EmailBison's reason) and sends the rest again. 429 honours Retry-After (in
+the client, then as a job retry); 401/403/404 are permanent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.context import WorkflowContext
+from orchestrator.errors import PermanentError
+from orchestrator.registry import Workflow
+from workflows.clients import Client, emailbison_key, get_client
+from workflows.emailbison import (
+    MAX_LEADS_PER_REQUEST,
+    CustomVariable,
+    EmailBisonClient,
+    LeadIn,
+    LeadOut,
+    LeadValidationError,
+)
+from workflows.inputs import ClientMonth
+from workflows.notify import notify
+from workflows.windows import upload_date_for_window, window_list_name, windows_for_month
+
+CUSTOM_VARIABLES = (
+    "date_of_birth",
+    "street_address",
+    "city",
+    "state",
+    "zip",
+    "renewal_date",
+    "cell_phone",
+    "home_value",
+    "purchase_date",
+    "renewal_window",
+    "segment",
+)
+
+
+def lead_for(row: dict[str, Any], list_name: str) -> LeadIn:
+    values = {
+        "date_of_birth": row["date_of_birth"],
+        "street_address": row["address_1"],
+        "city": row["city"],
+        "state": row["state"],
+        "zip": row["zip"],
+        "renewal_date": row["renewal_date"].isoformat(),
+        "cell_phone": row["cell_phone"],
+        "home_value": f"{row['home_value']:.0f}",
+        "purchase_date": row["readable_purchase_date"],
+        "renewal_window": list_name,
+        "segment": row["segment"],
+    }
+    return LeadIn(
+        first_name=row["greeting_name"],
+        last_name=row["last_name"],
+        email=row["email"],
+        custom_variables=[
+            CustomVariable(name=name, value=str(value))
+            for name, value in values.items()
+            if value not in (None, "")
+        ],
+    )
+
+
+async def prepare_windows(ctx: WorkflowContext, client: Client, data: ClientMonth) -> list[Any]:
+    """Upsert the month's four windows and their leads; return the window rows."""
+    conn = ctx.connection
+    year, month = data.year_month
+    for window in windows_for_month(year, month):
+        cursor = await conn.execute(
+            """
+            INSERT INTO renewal_windows (client_id, month, window_index, start_date, end_date,
+                                         upload_date, list_name)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (client_id, month, window_index) DO UPDATE SET list_name =
+                EXCLUDED.list_name
+            RETURNING id
+            """,
+            [
+                client.id,
+                data.first_day,
+                window.index,
+                window.start,
+                window.end,
+                upload_date_for_window(window),
+                window_list_name(window),
+            ],
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        await conn.execute(
+            """
+            INSERT INTO window_leads (window_id, cleaned_lead_id, email, segment)
+            SELECT %(w)s, id, email, segment FROM cleaned_leads
+             WHERE client_id = %(c)s AND month = %(m)s AND window_index = %(i)s AND selected
+            ON CONFLICT (window_id, email) DO UPDATE SET cleaned_lead_id =
+                EXCLUDED.cleaned_lead_id, segment = EXCLUDED.segment
+            """,
+            {"w": row["id"], "c": client.id, "m": data.first_day, "i": window.index},
+        )
+        await conn.execute(
+            """
+            UPDATE renewal_windows
+               SET lead_count = (SELECT count(*) FROM window_leads WHERE window_id = %(w)s)
+             WHERE id = %(w)s
+            """,
+            {"w": row["id"]},
+        )
+    await ctx.commit()
+    cursor = await conn.execute(
+        """
+        SELECT id, window_index, list_name, lead_count FROM renewal_windows
+         WHERE client_id = %s AND month = %s ORDER BY window_index
+        """,
+        [client.id, data.first_day],
+    )
+    return list(await cursor.fetchall())
+
+
+async def _pending(ctx: WorkflowContext, client: Client, window_id: int) -> list[Any]:
+    cursor = await ctx.connection.execute(
+        """
+        SELECT c.* FROM window_leads wl
+          JOIN cleaned_leads c ON c.id = wl.cleaned_lead_id
+         WHERE wl.window_id = %(w)s
+           AND NOT EXISTS (SELECT 1 FROM uploaded_leads u
+                            WHERE u.client_id = %(c)s AND u.workspace = %(ws)s
+                              AND u.email = wl.email AND u.window_id = %(w)s)
+         ORDER BY wl.email
+        """,
+        {"w": window_id, "c": client.id, "ws": client.emailbison_url},
+    )
+    return list(await cursor.fetchall())
+
+
+async def _record(
+    ctx: WorkflowContext,
+    client: Client,
+    window_id: int,
+    uploaded: list[LeadOut],
+    rejected: dict[str, str],
+) -> None:
+    rows: list[tuple[str, int | None, str, str | None]] = [
+        (lead.email.lower(), lead.id, "uploaded", None) for lead in uploaded
+    ]
+    rows += [(email, None, "rejected", reason) for email, reason in rejected.items()]
+    async with ctx.connection.cursor() as cursor:
+        await cursor.executemany(
+            """
+            INSERT INTO uploaded_leads (client_id, workspace, email, window_id,
+                                        emailbison_lead_id, status, reason)
+            VALUES (%s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (client_id, workspace, email) DO UPDATE SET
+                window_id = EXCLUDED.window_id,
+                emailbison_lead_id = COALESCE(EXCLUDED.emailbison_lead_id,
+                                              uploaded_leads.emailbison_lead_id),
+                status = EXCLUDED.status, reason = EXCLUDED.reason, uploaded_at = now()
+            """,
+            [(client.id, client.emailbison_url, e, window_id, i, s, r) for e, i, s, r in rows],
+        )
+
+
+async def upload_chunk(
+    api: EmailBisonClient, leads: list[LeadIn]
+) -> tuple[list[LeadOut], dict[str, str]]:
+    """Upload one chunk; leads EmailBison refuses (422) are set aside with the reason."""
+    rejected: dict[str, str] = {}
+    remaining = list(leads)
+    while remaining:
+        try:
+            return await api.upsert_leads(remaining), rejected
+        except LeadValidationError as exc:
+            bad = exc.invalid_indices
+            if not bad:
+                raise
+            for index, fields in exc.errors_by_index.items():
+                if 0 <= index < len(remaining):
+                    reason = "; ".join(f"{f or 'lead'}: {' '.join(m)}" for f, m in fields.items())
+                    rejected[remaining[index].email.lower()] = reason[:500]
+            remaining = [lead for i, lead in enumerate(remaining) if i not in bad]
+    return [], rejected
+
+
+async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
+    client = await get_client(ctx.connection, data.client)
+    key = emailbison_key(client, ctx.settings)
+    windows = await prepare_windows(ctx, client, data)
+    if not any(w["lead_count"] for w in windows):
+        raise PermanentError(
+            f"no cleaned leads for client {client.name!r} month {data.month}: run PT2/PT3 first"
+        )
+    assert client.emailbison_url is not None
+    summary = []
+    async with EmailBisonClient(
+        client.emailbison_url,
+        key,
+        max_requests_per_second=ctx.settings.emailbison_rate_limit,
+    ) as api:
+        await api.ensure_custom_variables(CUSTOM_VARIABLES)
+        for window in windows:
+            pending = await _pending(ctx, client, window["id"])
+            sent = rejected_total = 0
+            for start in range(0, len(pending), MAX_LEADS_PER_REQUEST):
+                chunk = pending[start : start + MAX_LEADS_PER_REQUEST]
+                leads = [lead_for(row, window["list_name"]) for row in chunk]
+                uploaded, rejected = await upload_chunk(api, leads)
+                await _record(ctx, client, window["id"], uploaded, rejected)
+                await ctx.commit()
+                sent += len(uploaded)
+                rejected_total += len(rejected)
+            cursor = await ctx.connection.execute(
+                """
+                UPDATE renewal_windows w SET
+                    uploaded = (SELECT count(*) FROM uploaded_leads u
+                                 WHERE u.window_id = w.id AND u.status = 'uploaded'),
+                    rejected = (SELECT count(*) FROM uploaded_leads u
+                                 WHERE u.window_id = w.id AND u.status = 'rejected'),
+                    completed_at = now()
+                 WHERE id = %s
+                RETURNING uploaded, rejected
+                """,
+                [window["id"]],
+            )
+            totals = await cursor.fetchone()
+            assert totals is not None
+            await ctx.commit()
+            summary.append(
+                {
+                    "window": window["list_name"],
+                    "leads": window["lead_count"],
+                    "sent_this_run": sent,
+                    "rejected_this_run": rejected_total,
+                    "uploaded": totals["uploaded"],
+                    "rejected": totals["rejected"],
+                }
+            )
+    await notify(
+        ctx,
+        f"PT4 EmailBison upload done for {client.name}, {data.month}: "
+        + "; ".join(
+            f"{w['window']}: {w['uploaded']} uploaded, {w['rejected']} rejected" for w in summary
+        ),
+    )
+    return {"client": client.name, "month": data.month, "windows": summary}
+
+
+WORKFLOW: Workflow[ClientMonth] = Workflow(
+    name="pt4",
+    aliases=("pt4_bison_uploads", "pt4_emailbison_upload", "emailbison_upload"),
+    input_model=ClientMonth,
+    run=run,
+    description="EmailBison upload: a month's four renewal windows in chunks of 500",
+)
