@@ -2,7 +2,7 @@
 
 The server is ``ORCHESTRATOR_TEST_DATABASE_URL`` when set (any PostgreSQL >= 14, reached as
 a user allowed to create databases), otherwise the embedded server in
-``.orchestrator/test-server`` (started once, stopped when the test session ends). The template
+``.orchestrator/test`` (started once, stopped when the test session ends). The template
 is migrated once per session; each test gets ``CREATE DATABASE ... TEMPLATE`` (fast, clean).
 """
 
@@ -41,7 +41,7 @@ def _admin_url() -> str:
     url = os.environ.get("ORCHESTRATOR_TEST_DATABASE_URL")
     if url:
         return url
-    return embedded_server_url(ROOT / ".orchestrator" / "test-server")
+    return embedded_server_url(ROOT / ".orchestrator" / "test")
 
 
 def _admin_execute(url: str, statement: sql.Composed) -> None:

