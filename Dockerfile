@@ -1,0 +1,18 @@
+# Image for the orchestrator: CLI, workers and migrations (compose.yaml uses it).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements.lock pyproject.toml README.md alembic.ini ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
+COPY src ./src
+COPY migrations ./migrations
+RUN pip install --no-cache-dir --no-deps -e . \
+    && useradd --create-home --uid 10001 orchestrator
+USER orchestrator
+
+ENTRYPOINT ["orchestrator"]
+CMD ["status"]
