@@ -29,7 +29,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import enqueue as enqueue_module
-from orchestrator import recovery, status
+from orchestrator import pruning, recovery, status
 from orchestrator.database import check_connection, resolve_database_url
 from orchestrator.errors import (
     ConfigurationError,
@@ -346,11 +346,8 @@ class Orchestrator:
             await orchestrator.recover()
 
         async def prune_finished_jobs(timestamp: int) -> None:
-            await orchestrator.app.job_manager.delete_old_jobs(
-                nb_hours=orchestrator.settings.retention_days * 24,
-                include_failed=True,
-                include_cancelled=True,
-                include_aborted=True,
+            await pruning.prune_finished_jobs(
+                orchestrator.pool, retention_days=orchestrator.settings.retention_days
             )
 
         recover_task = self.app.task(
@@ -360,7 +357,7 @@ class Orchestrator:
         prune_task = self.app.task(
             name="orchestrator.prune", queue=MAINTENANCE_QUEUE, pass_context=False
         )(prune_finished_jobs)
-        self.app.periodic(cron="17 3 * * *", periodic_id="prune")(prune_task)
+        self.app.periodic(cron="17 * * * *", periodic_id="prune")(prune_task)
 
     def _register_schedule(self, schedule: Schedule) -> None:
         orchestrator = self

@@ -12,6 +12,7 @@ password redacted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from orchestrator.errors import DatabaseUnavailable
 from orchestrator.redaction import redact_url
@@ -37,11 +39,27 @@ def resolve_database_url(settings: Settings) -> str:
         if not url:
             raise DatabaseUnavailable("invalid setting ORCHESTRATOR_DATABASE_URL: empty")
         return url
-    return embedded_server_url(settings.data_dir)
+    server_url = embedded_server_url(settings.data_dir)
+    return ensure_database(server_url, settings.embedded_database)
+
+
+def ensure_database(server_url: str, name: str) -> str:
+    """The URL of database ``name`` on that server, creating the database if missing."""
+    try:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            cursor = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            if cursor.fetchone() is None:
+                with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(
+            f"embedded PostgreSQL not reachable at {redact_url(server_url)}: {exc}"
+        ) from None
+    return with_database(server_url, name)
 
 
 def embedded_server_url(data_dir: Path) -> str:
-    """Start (or join) the embedded server in ``data_dir`` and return its socket URL."""
+    """Start (or join) the embedded server in ``data_dir``; the URL of its maintenance DB."""
     data_dir = data_dir.expanduser().resolve()
     pgdata = data_dir / PGDATA_SUBDIR
     cached = _embedded_urls.get(data_dir)

@@ -103,34 +103,48 @@ async def _requeue_stalled(
         cursor = await conn.execute(QUERIES["stalled_jobs"], {"stalled_after": stalled_after})
         stalled = await cursor.fetchall()
     for job in stalled:
-        job_id = job["id"]
-        async with pool.connection() as conn:
-            await conn.execute(
-                QUERIES["abandon_runs_of_job"],
-                {
-                    "job_id": job_id,
-                    "message": f"worker {job['worker_id']} stopped sending heartbeats",
-                },
-            )
-            cursor = await conn.execute(QUERIES["job_has_success"], {"job_id": job_id})
-            success = await cursor.fetchone()
-            cursor = await conn.execute(QUERIES["abandoned_count_of_job"], {"job_id": job_id})
-            abandoned = await cursor.fetchone()
-        if success is not None and success["succeeded"]:
-            await job_manager.finish_job_by_id_async(
-                job_id=job_id, status=Status.SUCCEEDED, delete_job=False
-            )
-            report.finished.append(job_id)
-        elif abandoned is not None and abandoned["n"] >= MAX_ABANDONED:
-            await job_manager.finish_job_by_id_async(
-                job_id=job_id, status=Status.FAILED, delete_job=False
-            )
-            report.failed.append(job_id)
-        else:
-            await job_manager.retry_job_by_id_async(
-                job_id=job_id, retry_at=datetime.datetime.now(datetime.UTC)
-            )
-            report.requeued.append(job_id)
+        try:
+            await _requeue_one(pool, job_manager, job, report)
+        except Exception:
+            # The job moved on meanwhile (e.g. its worker came back and finished it); the
+            # next sweep sees the truth. Never let one job stop the sweep.
+            logger.exception("recovery of job %s failed", job["id"], extra={"event": "recovery"})
+
+
+async def _requeue_one(
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]],
+    job_manager: JobManager,
+    job: DictRow,
+    report: RecoveryReport,
+) -> None:
+    job_id = job["id"]
+    async with pool.connection() as conn:
+        await conn.execute(
+            QUERIES["abandon_runs_of_job"],
+            {
+                "job_id": job_id,
+                "message": f"worker {job['worker_id']} stopped sending heartbeats",
+            },
+        )
+        cursor = await conn.execute(QUERIES["job_has_success"], {"job_id": job_id})
+        success = await cursor.fetchone()
+        cursor = await conn.execute(QUERIES["abandoned_count_of_job"], {"job_id": job_id})
+        abandoned = await cursor.fetchone()
+    if success is not None and success["succeeded"]:
+        await job_manager.finish_job_by_id_async(
+            job_id=job_id, status=Status.SUCCEEDED, delete_job=False
+        )
+        report.finished.append(job_id)
+    elif abandoned is not None and abandoned["n"] >= MAX_ABANDONED:
+        await job_manager.finish_job_by_id_async(
+            job_id=job_id, status=Status.FAILED, delete_job=False
+        )
+        report.failed.append(job_id)
+    else:
+        await job_manager.retry_job_by_id_async(
+            job_id=job_id, retry_at=datetime.datetime.now(datetime.UTC)
+        )
+        report.requeued.append(job_id)
 
 
 async def _reconcile(
@@ -145,17 +159,24 @@ async def _reconcile(
         )
         rows = await cursor.fetchall()
     for row in rows:
-        job_id = row["id"]
-        outcome = row["run_status"]
-        if outcome == "retrying":
-            retry_in = float((row["error"] or {}).get("retry_in_s") or 0)
-            retry_at = row["finished_at"] + datetime.timedelta(seconds=retry_in)
-            await job_manager.retry_job_by_id_async(job_id=job_id, retry_at=retry_at)
-        else:
-            status = {
-                "succeeded": Status.SUCCEEDED,
-                "failed": Status.FAILED,
-                "cancelled": Status.ABORTED,
-            }[outcome]
-            await job_manager.finish_job_by_id_async(job_id=job_id, status=status, delete_job=False)
-        report.reconciled.append(job_id)
+        try:
+            await _reconcile_one(job_manager, row, report)
+        except Exception:
+            logger.exception("reconciling job %s failed", row["id"], extra={"event": "recovery"})
+
+
+async def _reconcile_one(job_manager: JobManager, row: DictRow, report: RecoveryReport) -> None:
+    job_id = row["id"]
+    outcome = row["run_status"]
+    if outcome == "retrying":
+        retry_in = float((row["error"] or {}).get("retry_in_s") or 0)
+        retry_at = row["finished_at"] + datetime.timedelta(seconds=retry_in)
+        await job_manager.retry_job_by_id_async(job_id=job_id, retry_at=retry_at)
+    else:
+        status = {
+            "succeeded": Status.SUCCEEDED,
+            "failed": Status.FAILED,
+            "cancelled": Status.ABORTED,
+        }[outcome]
+        await job_manager.finish_job_by_id_async(job_id=job_id, status=status, delete_job=False)
+    report.reconciled.append(job_id)

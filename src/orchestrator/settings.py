@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".orchestrator"), description="Embedded PostgreSQL data directory."
     )
+    embedded_database: str = Field(
+        default="orchestrator",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Database used on the embedded server (created when missing).",
+    )
     pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=200)
     connect_timeout: float = Field(default=10.0, gt=0, le=300)

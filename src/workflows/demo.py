@@ -131,8 +131,11 @@ async def run_demo(settings: Settings, *, rows: int) -> int:
         bison.stop()
     say("")
     say(f"demo {'finished' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    say(f"the {DEMO_DATABASE} database stays for inspection until the next demo:")
-    say(f"  ORCHESTRATOR_DATABASE_URL=... orchestrator runs  (or psql, database {DEMO_DATABASE})")
+    say(f"the {DEMO_DATABASE} database stays for inspection until the next demo, e.g.:")
+    if settings.database_url is None:
+        say(f"  ORCHESTRATOR_EMBEDDED_DATABASE={DEMO_DATABASE} .venv/bin/orchestrator runs")
+    else:
+        say(f"  ORCHESTRATOR_DATABASE_URL=<your server>/{DEMO_DATABASE} orchestrator runs")
     if not ok:
         say(f"worker log: {log_path}")
     return 0 if ok else 1

@@ -16,6 +16,7 @@ Finally the pulled ZIP codes and their row counts are recomputed for the month.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,10 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     client = await get_client(conn, data.client)
     inbox = Path(ctx.settings.cole_inbox)
     files = _resolve_files(inbox, data)
-    exports = [read_export(path, display_name=display) for path, display in files]
+    # Parsing is CPU work: off the event loop, so heartbeats and other jobs keep going.
+    exports = [
+        await asyncio.to_thread(read_export, path, display_name=display) for path, display in files
+    ]
 
     await conn.execute(
         f"""
@@ -154,7 +158,7 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
         assert file_row is not None
         file_id = file_row["id"]
         async with conn.cursor().copy(f"COPY pt1_stage ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for record in _stage_rows(export):
+            for record in await asyncio.to_thread(_stage_rows, export):
                 await copy.write_row(record)
         cursor = await conn.execute(
             f"""

@@ -11,11 +11,14 @@ Rows can optionally be pushed to a Clay webhook table (``push_to_clay``, off by 
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
+
+from psycopg.rows import DictRow
 
 from orchestrator.context import WorkflowContext
 from orchestrator.errors import PermanentError
@@ -149,6 +152,23 @@ def clean_row(raw: dict[str, Any], year: int, month: int, counts: Counts) -> Can
     )
 
 
+def clean_rows(raws: list[DictRow], year: int, month: int) -> tuple[Counts, list[Candidate]]:
+    """Apply the rules to every raw row; one lead per email (EmailBison's unique key)."""
+    counts = Counts(raw_rows=len(raws))
+    candidates: list[Candidate] = []
+    seen_emails: set[str] = set()
+    for raw in raws:
+        candidate = clean_row(raw, year, month, counts)
+        if candidate is None:
+            continue
+        if candidate.email in seen_emails:
+            counts.bad_fields += 1
+            continue
+        seen_emails.add(candidate.email)
+        candidates.append(candidate)
+    return counts, candidates
+
+
 async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[str, bool], str]:
     """Debounce verdicts for ``emails`` (cached in email_checks), or all-True without a key."""
     key = ctx.settings.debounce_api_key
@@ -191,18 +211,8 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         raise PermanentError(
             f"no raw leads for client {client.name!r} month {data.month}: run PT1 first"
         )
-    counts = Counts(raw_rows=len(raws))
-    candidates: list[Candidate] = []
-    seen_emails: set[str] = set()
-    for raw in raws:
-        candidate = clean_row(raw, year, month, counts)
-        if candidate is None:
-            continue
-        if candidate.email in seen_emails:  # leads are unique by email in EmailBison
-            counts.bad_fields += 1
-            continue
-        seen_emails.add(candidate.email)
-        candidates.append(candidate)
+    # The rules are CPU work: off the event loop, so heartbeats and other jobs keep going.
+    counts, candidates = await asyncio.to_thread(clean_rows, raws, year, month)
     verdicts, check = await _deliverable(ctx, [c.email for c in candidates])
     kept = [c for c in candidates if verdicts.get(c.email, False)]
     counts.email_undeliverable = len(candidates) - len(kept)

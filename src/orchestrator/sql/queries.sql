@@ -117,3 +117,16 @@ UPDATE procrastinate_jobs
    SET status = 'todo', scheduled_at = NULL, attempts = attempts + 1, worker_id = NULL
  WHERE id = %(job_id)s AND status IN ('failed', 'cancelled', 'aborted')
 RETURNING id;
+
+-- prune_finished_jobs --
+-- Finished jobs (and, by cascade, their events) whose last event is older than their
+-- retention: workflow jobs after the retention period, the orchestrator's own maintenance
+-- jobs (recovery sweeps every few seconds) after an hour. agent_runs are not touched.
+DELETE FROM procrastinate_jobs
+ WHERE id IN (
+    SELECT j.id FROM procrastinate_jobs j
+     WHERE j.status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+       AND (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id)
+           < now() - CASE WHEN j.task_name LIKE 'orchestrator.%%' THEN interval '1 hour'
+                          ELSE make_interval(hours => %(retention_hours)s) END
+     LIMIT %(batch)s);
