@@ -222,7 +222,7 @@ def downgrade() -> None:
     op.execute(
         """
         DROP TABLE evergreen_updates, uploaded_leads, window_leads, renewal_windows,
-                   gap_reports, monthly_counts, email_checks, cleaned_leads, pulled_zips, cole_bad_rows,
-                   raw_leads, cole_files, clients;
+                   gap_reports, monthly_counts, email_checks, cleaned_leads, pulled_zips,
+                   cole_bad_rows, raw_leads, cole_files, clients;
         """
     )

@@ -38,6 +38,7 @@ from orchestrator.errors import (
     JobNotFound,
     OrchestratorError,
 )
+from orchestrator.pool import CheckedPool
 from orchestrator.queries import QUERIES
 from orchestrator.redaction import SecretScrubber
 from orchestrator.registry import Registry, Workflow
@@ -128,7 +129,8 @@ class Orchestrator:
 
     def _make_pool(self, **kwargs: Any) -> Pool:
         kwargs.pop("conninfo", None)
-        return AsyncConnectionPool(
+        kwargs.pop("check", None)  # CheckedPool checks every checkout itself, without backoff
+        return CheckedPool(
             conninfo=self.database_url,
             min_size=self.settings.pool_min_size,
             max_size=max(self.settings.pool_max_size, self.settings.concurrency + 4),
@@ -281,7 +283,6 @@ class Orchestrator:
             cursor = await conn.execute(QUERIES["retry_failed_job"], {"job_id": job_id})
             if await cursor.fetchone() is None:
                 raise OrchestratorError(f"job {job_id} changed state; not retried")
-            await conn.execute("SELECT pg_notify('procrastinate_any_queue_v1', '')")
 
     async def cancel_job(self, job_id: int) -> str:
         """Cancel a waiting job, or ask a running one to abort. Returns what happened."""
@@ -353,7 +354,13 @@ class Orchestrator:
         recover_task = self.app.task(
             name="orchestrator.recover", queue=MAINTENANCE_QUEUE, pass_context=False
         )(recover_stalled_jobs)
-        self.app.periodic(cron=f"* * * * * */{interval}", periodic_id="recover")(recover_task)
+        # Above every workflow job: a sweep queued behind a backlog would leave stalled and
+        # unreconciled jobs waiting for the whole backlog.
+        self.app.periodic(
+            cron=f"* * * * * */{interval}",
+            periodic_id="recover",
+            priority=enqueue_module.MAX_PRIORITY + 1,
+        )(recover_task)
         prune_task = self.app.task(
             name="orchestrator.prune", queue=MAINTENANCE_QUEUE, pass_context=False
         )(prune_finished_jobs)

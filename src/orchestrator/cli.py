@@ -178,6 +178,10 @@ def _load_payload(text: str) -> Any:
                 text = handle.read()
         except OSError as exc:
             raise InvalidPayload(f"cannot read payload file {source!r}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise InvalidPayload(
+                f"payload file {source!r} is not UTF-8 text (byte {exc.start + 1}: {exc.reason})"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -19,6 +19,7 @@ import psycopg
 from procrastinate import App
 from procrastinate import exceptions as pexc
 from procrastinate.jobs import Job
+from psycopg.pq import TransactionStatus
 
 from orchestrator.errors import DuplicateJob, InvalidPayload
 from orchestrator.registry import Registry
@@ -47,11 +48,17 @@ def build_job(registry: Registry, settings: Settings, request: JobRequest) -> Jo
     workflow = registry.get(request.workflow)
     data = workflow.parse(request.payload)
     payload = data.model_dump(mode="json", exclude_unset=True, by_alias=True)
-    size = len(json.dumps(payload))
+    text = json.dumps(payload)
+    size = len(text)
     if size > settings.max_payload_bytes:
         raise InvalidPayload(
             f"payload for workflow {workflow.name!r} is {size} bytes; the limit is "
             f"{settings.max_payload_bytes} (ORCHESTRATOR_MAX_PAYLOAD_BYTES)"
+        )
+    if "\\u0000" in text and _has_nul(payload):
+        raise InvalidPayload(
+            f"payload for workflow {workflow.name!r} contains a NUL character (\\u0000), "
+            "which PostgreSQL cannot store"
         )
     if request.delay is not None and request.schedule_at is not None:
         raise InvalidPayload("give either delay or schedule_at, not both")
@@ -89,6 +96,17 @@ def build_job(registry: Registry, settings: Settings, request: JobRequest) -> Jo
     )
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a JSON-like value holds U+0000 in any string (PostgreSQL's jsonb refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 async def enqueue_jobs(
     app: App,
     jobs: Sequence[Job],
@@ -99,7 +117,18 @@ async def enqueue_jobs(
     if not jobs:
         return []
     try:
-        if connection is not None and not connection.autocommit:
+        if (
+            connection is not None
+            and not connection.autocommit
+            and connection.info.transaction_status == TransactionStatus.IDLE
+        ):
+            # Nothing ran on this connection yet: open the caller's implicit transaction now,
+            # or ``transaction()`` below would start one of its own and commit it at once.
+            await connection.execute("SELECT 1")
+        if (
+            connection is not None
+            and connection.info.transaction_status == TransactionStatus.INTRANS
+        ):
             # A savepoint keeps a refused insert from aborting the caller's transaction.
             async with connection.transaction():
                 deferred = await app.job_manager.batch_defer_jobs_async(

@@ -5,9 +5,11 @@ The sequence for every attempt:
 1. ``start_attempt`` (own transaction, committed at once so a ``running`` row is visible):
    stops here if the job already has a ``succeeded`` row — a re-run after a crash that came
    between our commit and procrastinate's status update — and marks attempts a dead worker
-   left ``running`` as ``abandoned``.
-2. The workflow runs on one pooled connection inside a transaction; its success record is
-   written in that same transaction, so effects and record commit together or not at all.
+   left ``running`` as ``abandoned``. It runs in autocommit mode, one round trip instead of
+   BEGIN, statement and COMMIT.
+2. The workflow runs on the same pooled connection (one checkout, one connection check per
+   attempt) inside a transaction; its success record is written in that same transaction,
+   so effects and record commit together or not at all.
 3. On failure the transaction is rolled back and the attempt recorded as ``retrying``,
    ``failed`` or ``cancelled``; the retry decision travels to procrastinate in
    :class:`~orchestrator.retry.AttemptFailed`.
@@ -103,9 +105,10 @@ class Runner:
             "attempt": attempt,
         }
 
+        failure: BaseException | None = None
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(
-                QUERIES["start_attempt"],
+            row = await _start_attempt(
+                conn,
                 {
                     "job_id": job_id,
                     "workflow": workflow.name,
@@ -115,34 +118,34 @@ class Runner:
                     "queue": queue,
                 },
             )
-            row = await cursor.fetchone()
-            assert row is not None
-        if row["succeeded_run_id"] is not None:
-            logger.info(
-                "workflow %s job %s already succeeded (run %s); not running it again",
-                workflow.name,
-                job_id,
-                row["succeeded_run_id"],
-                extra={"event": "workflow.already_completed", **log_fields},
-            )
-            return AttemptOutcome(status="already_succeeded")
-        run_id: int = row["run_id"]
-        failures_before: int = row["failures"]
-        log_fields["run_id"] = run_id
-
-        try:
-            data = workflow.parse(payload)
-            output = await self._run_in_transaction(
-                workflow, data, run_id, job_id, attempt, policy.attempts
-            )
-        except BaseException as exc:
+            if row["succeeded_run_id"] is not None:
+                logger.info(
+                    "workflow %s job %s already succeeded (run %s); not running it again",
+                    workflow.name,
+                    job_id,
+                    row["succeeded_run_id"],
+                    extra={"event": "workflow.already_completed", **log_fields},
+                )
+                return AttemptOutcome(status="already_succeeded")
+            run_id: int = row["run_id"]
+            failures_before: int = row["failures"]
+            log_fields["run_id"] = run_id
+            try:
+                data = workflow.parse(payload)
+                output = await self._run_in_transaction(
+                    conn, workflow, data, run_id, job_id, attempt, policy.attempts
+                )
+            except BaseException as exc:
+                failure = exc
+        # The failure is recorded on another connection, once this one is back in the pool.
+        if failure is not None:
             duration = time.monotonic() - started
-            if isinstance(exc, asyncio.CancelledError) and abort_reason() == "shutdown":
-                exc = ShutdownAbort("the worker shut down before the attempt finished")
+            if isinstance(failure, asyncio.CancelledError) and abort_reason() == "shutdown":
+                failure = ShutdownAbort("the worker shut down before the attempt finished")
             await asyncio.shield(
-                self._record_failure(exc, run_id, failures_before, policy, log_fields, duration)
+                self._record_failure(failure, run_id, failures_before, policy, log_fields, duration)
             )
-            raise AssertionError("unreachable") from exc  # _record_failure always raises
+            raise AssertionError("unreachable") from failure  # _record_failure always raises
         duration = time.monotonic() - started
         logger.info(
             "workflow %s job %s attempt %s succeeded in %.3f s",
@@ -156,6 +159,7 @@ class Runner:
 
     async def _run_in_transaction(
         self,
+        conn: psycopg.AsyncConnection[DictRow],
         workflow: Workflow[Any],
         data: BaseModel,
         run_id: int,
@@ -163,34 +167,33 @@ class Runner:
         attempt: int,
         max_attempts: int,
     ) -> Any:
-        async with self.pool.connection() as conn:
-            ctx = WorkflowContext(
-                connection=conn,
-                run_id=run_id,
-                job_id=job_id,
-                workflow=workflow.name,
-                attempt=attempt,
-                max_attempts=max_attempts,
-                settings=self.settings,
-                logger=logging.LoggerAdapter(
-                    logging.getLogger(f"workflows.{workflow.name}"),
-                    {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
-                ),
-                _enqueue=self.enqueue,
+        ctx = WorkflowContext(
+            connection=conn,
+            run_id=run_id,
+            job_id=job_id,
+            workflow=workflow.name,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            settings=self.settings,
+            logger=logging.LoggerAdapter(
+                logging.getLogger(f"workflows.{workflow.name}"),
+                {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
+            ),
+            _enqueue=self.enqueue,
+        )
+        try:
+            result = await workflow.run(ctx, data)
+            output = _jsonable(result)
+            cursor = await conn.execute(
+                QUERIES["finish_success"], {"run_id": run_id, "output": Jsonb(output)}
             )
-            try:
-                result = await workflow.run(ctx, data)
-                output = _jsonable(result)
-                cursor = await conn.execute(
-                    QUERIES["finish_success"], {"run_id": run_id, "output": Jsonb(output)}
-                )
-                if await cursor.fetchone() is None:
-                    raise RuntimeError(f"agent_runs row {run_id} vanished before success")
-                await conn.commit()
-                return output
-            except BaseException:
-                await _rollback_quietly(conn)
-                raise
+            if await cursor.fetchone() is None:
+                raise RuntimeError(f"agent_runs row {run_id} vanished before success")
+            await conn.commit()
+            return output
+        except BaseException:
+            await _rollback_quietly(conn)
+            raise
 
     async def _record_failure(
         self,
@@ -265,6 +268,20 @@ class Runner:
         if status == "cancelled":
             raise Cancelled(message) from exc
         raise AttemptFailed(exc, retry_in=retry_in) from exc
+
+
+async def _start_attempt(conn: psycopg.AsyncConnection[DictRow], params: dict[str, Any]) -> DictRow:
+    """Run ``start_attempt`` as its own transaction, committed by the server in the same
+    round trip (autocommit), and leave the connection ready for the job's transaction."""
+    await conn.set_autocommit(True)
+    try:
+        cursor = await conn.execute(QUERIES["start_attempt"], params)
+        row = await cursor.fetchone()
+    finally:
+        if not conn.broken:  # a lost connection is dropped by the pool, not reused
+            await conn.set_autocommit(False)
+    assert row is not None
+    return row
 
 
 async def _rollback_quietly(conn: psycopg.AsyncConnection[DictRow]) -> None:

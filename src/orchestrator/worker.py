@@ -30,7 +30,12 @@ from orchestrator.app import MAINTENANCE_QUEUE, Orchestrator
 
 logger = logging.getLogger("orchestrator.worker")
 
-RESTART_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+#: Pauses before restarting the procrastinate worker, growing while restarts fail at once
+#: (database still down); capped at 2 s so a worker is back soon after the database.
+RESTART_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
+#: A run that lasted this long was healthy: its failure restarts after the shortest pause
+#: (a killed backend every few seconds must not push the restarts out to the longest one).
+HEALTHY_RUN_S = 1.0
 
 
 async def run_worker(
@@ -81,12 +86,12 @@ async def run_worker(
             except (pexc.ConnectorException, psycopg.Error, OSError) as exc:
                 logger.warning(
                     "database unavailable (%s); restarting the worker",
-                    orch.scrubber(str(exc).splitlines()[0] if str(exc) else type(exc).__name__),
+                    orch.scrubber(_reason(exc)),
                     extra={"event": "worker.db_unavailable"},
                 )
             if stop.is_set():
                 break
-            failures = 0 if time.monotonic() - started > 30 else failures + 1
+            failures = 0 if time.monotonic() - started >= HEALTHY_RUN_S else failures + 1
             delay = RESTART_DELAYS[min(failures, len(RESTART_DELAYS) - 1)]
             logger.warning(
                 "worker stopped unexpectedly; restarting in %.1f s",
@@ -99,6 +104,13 @@ async def run_worker(
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying why: procrastinate's ConnectorException only says "Database error"."""
+    cause = exc.__cause__ if isinstance(exc, pexc.ConnectorException) and exc.__cause__ else exc
+    text = str(cause).strip()
+    return f"{type(cause).__name__}: {text.splitlines()[0]}" if text else type(cause).__name__
 
 
 def supervise(argv_for_child: Sequence[str], processes: int, env: dict[str, str]) -> int:

@@ -45,6 +45,7 @@ from workflows.windows import (
 )
 
 DEMO_DATABASE = "orchestrator_demo"
+"""Default name of the demo database; ``ORCHESTRATOR_DEMO_DATABASE`` overrides it (tests)."""
 CLIENT = "Lone Star & Sooner Home Agency"
 KEY_ENV = "DEMO_EMAILBISON_KEY"
 STATES = ("TX", "OK", "NJ")
@@ -57,6 +58,10 @@ UNPULLED_ZIPS = ("75024", "75025", "75028", "73025", "73034", "07010", "07011")
 TIMEOUT_S = 100.0
 
 
+def demo_database() -> str:
+    return os.environ.get("ORCHESTRATOR_DEMO_DATABASE") or DEMO_DATABASE
+
+
 def say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -66,7 +71,7 @@ async def run_demo(settings: Settings, *, rows: int) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     server_url = resolve_database_url(settings)
     database_url = _fresh_database(server_url)
-    say(f"demo database: {DEMO_DATABASE} (recreated)")
+    say(f"demo database: {demo_database()} (recreated)")
     upgrade(database_url)
     run_day = datetime.now(ZoneInfo(SCHEDULE_TIMEZONE)).date()
     month = format_month(*renewal_month_for_run(run_day))
@@ -131,11 +136,12 @@ async def run_demo(settings: Settings, *, rows: int) -> int:
         bison.stop()
     say("")
     say(f"demo {'finished' if ok else 'FAILED'} in {time.monotonic() - started:.1f} s")
-    say(f"the {DEMO_DATABASE} database stays for inspection until the next demo, e.g.:")
+    name = demo_database()
+    say(f"the {name} database stays for inspection until the next demo, e.g.:")
     if settings.database_url is None:
-        say(f"  ORCHESTRATOR_EMBEDDED_DATABASE={DEMO_DATABASE} .venv/bin/orchestrator runs")
+        say(f"  ORCHESTRATOR_EMBEDDED_DATABASE={name} .venv/bin/orchestrator runs")
     else:
-        say(f"  ORCHESTRATOR_DATABASE_URL=<your server>/{DEMO_DATABASE} orchestrator runs")
+        say(f"  ORCHESTRATOR_DATABASE_URL=<your server>/{name} orchestrator runs")
     if not ok:
         say(f"worker log: {log_path}")
     return 0 if ok else 1
@@ -157,12 +163,13 @@ def _previous_month(year: int, month: int) -> tuple[int, int]:
 
 
 def _fresh_database(server_url: str) -> str:
+    name = demo_database()
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DEMO_DATABASE))
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEMO_DATABASE)))
-    return with_database(server_url, DEMO_DATABASE)
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return with_database(server_url, name)
 
 
 def _start_worker(

@@ -69,6 +69,8 @@ CLEANED_COLUMNS = (
     "segment",
     "email_check",
 )
+DEBOUNCE_BATCH = 500
+"""Emails validated (and their verdicts committed to ``email_checks``) per batch."""
 
 
 class ClayFormatInput(ClientMonth):
@@ -184,12 +186,22 @@ async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[st
         async with DebounceClient(
             key.get_secret_value(), base_url=ctx.settings.debounce_url
         ) as debounce:
-            fresh = await debounce.validate_many(missing, concurrency=8)
-        async with conn.cursor().copy("COPY email_checks (email, safe) FROM STDIN") as copy:
-            for email, safe in fresh.items():
-                await copy.write_row((email, safe))
-        await ctx.commit()  # the cache survives a failure later in this attempt
-        verdicts.update(fresh)
+            # Committed batch by batch: a failure part way (no credits, an outage) costs at
+            # most one batch of checks on the next attempt, not all of them again.
+            for start in range(0, len(missing), DEBOUNCE_BATCH):
+                fresh = await debounce.validate_many(
+                    missing[start : start + DEBOUNCE_BATCH], concurrency=8
+                )
+                async with conn.cursor() as cursor:
+                    # ON CONFLICT: another client's PT2 may have checked the same address.
+                    await cursor.executemany(
+                        "INSERT INTO email_checks (email, safe) VALUES (%s, %s)"
+                        " ON CONFLICT (email) DO UPDATE SET safe = EXCLUDED.safe,"
+                        " checked_at = now()",
+                        list(fresh.items()),
+                    )
+                await ctx.commit()  # the cache survives a failure later in this attempt
+                verdicts.update(fresh)
     return verdicts, "debounce"
 
 

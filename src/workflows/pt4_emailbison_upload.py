@@ -179,7 +179,9 @@ async def upload_chunk(
         try:
             return await api.upsert_leads(remaining), rejected
         except LeadValidationError as exc:
-            bad = exc.invalid_indices
+            # Only indices of this request count: a 422 naming no lead of it cannot be
+            # isolated, and sending the same leads again would loop forever.
+            bad = {i for i in exc.invalid_indices if 0 <= i < len(remaining)}
             if not bad:
                 raise
             for index, fields in exc.errors_by_index.items():

@@ -93,7 +93,13 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
     async with EmailBisonClient(
         client.emailbison_url, key, max_requests_per_second=ctx.settings.emailbison_rate_limit
     ) as api:
-        for segment, campaign in sorted((await _campaigns(client, api)).items()):
+        campaigns = await _campaigns(client, api)
+        for segment, campaign in sorted(campaigns.items()):
+            # Without an HNW twin, the HNW leads go to the evergreen campaign with the rest
+            # rather than to no campaign at all.
+            segments = [segment]
+            if segment == "standard" and "texas_hnw" not in campaigns:
+                segments.append("texas_hnw")
             new_name = evergreen_name(window, prefix=_prefix_of(campaign.name, segment))
             attached = 0
             status = "already_current"
@@ -103,14 +109,14 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
                     SELECT u.emailbison_lead_id FROM window_leads wl
                       JOIN uploaded_leads u ON u.email = wl.email AND u.client_id = %(c)s
                                            AND u.workspace = %(ws)s AND u.status = 'uploaded'
-                     WHERE wl.window_id = %(w)s AND wl.segment = %(s)s
+                     WHERE wl.window_id = %(w)s AND wl.segment = ANY(%(s)s)
                      ORDER BY u.emailbison_lead_id
                     """,
                     {
                         "c": client.id,
                         "ws": client.emailbison_url,
                         "w": window_row["id"],
-                        "s": segment,
+                        "s": segments,
                     },
                 )
                 lead_ids = [row["emailbison_lead_id"] for row in await cursor.fetchall()]
