@@ -280,7 +280,13 @@ class Orchestrator:
                 f"job {job_id} is {job['state']}; only failed or cancelled jobs can be retried"
             )
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(QUERIES["retry_failed_job"], {"job_id": job_id})
+            try:
+                cursor = await conn.execute(QUERIES["retry_failed_job"], {"job_id": job_id})
+            except psycopg.errors.UniqueViolation:
+                raise DuplicateJob(
+                    f"job {job_id} not retried: another waiting job holds its dedupe key "
+                    f"{job['dedupe_key']!r}"
+                ) from None
             if await cursor.fetchone() is None:
                 raise OrchestratorError(f"job {job_id} changed state; not retried")
 

@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from orchestrator import migrate as migrate_module
+import psycopg
+from procrastinate import exceptions as pexc
+
 from orchestrator.app import Orchestrator
 from orchestrator.durations import parse_duration
 from orchestrator.errors import (
@@ -139,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrchestratorError as exc:
         print(f"orchestrator: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_FAILED
+    except (psycopg.OperationalError, pexc.ConnectorException) as exc:
+        lines = str(exc.__cause__ or exc).strip().splitlines()
+        reason = scrub(lines[0] if lines else type(exc).__name__)
+        print(f"orchestrator: database unavailable: {reason}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 
@@ -148,6 +155,8 @@ async def _open(settings: Settings) -> Orchestrator:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    # alembic and SQLAlchemy take half a second to import: only this command needs them.
+    from orchestrator import migrate as migrate_module
     from orchestrator.database import resolve_database_url
 
     if args.sql:

@@ -21,7 +21,7 @@ from procrastinate import exceptions as pexc
 from procrastinate.jobs import Job
 from psycopg.pq import TransactionStatus
 
-from orchestrator.errors import DuplicateJob, InvalidPayload
+from orchestrator.errors import DatabaseUnavailable, DuplicateJob, InvalidPayload
 from orchestrator.registry import Registry
 from orchestrator.settings import Settings
 
@@ -138,6 +138,13 @@ async def enqueue_jobs(
             deferred = await app.job_manager.batch_defer_jobs_async(
                 list(jobs), connection=connection
             )
+    except pexc.UniqueViolation:
+        raise
+    except pexc.ConnectorException as exc:
+        raise DatabaseUnavailable(
+            "could not enqueue: the database is unavailable "
+            f"({type(exc.__cause__ or exc).__name__})"
+        ) from exc
     except pexc.AlreadyEnqueued as exc:
         keys = [j.queueing_lock for j in jobs if j.queueing_lock]
         raise DuplicateJob(

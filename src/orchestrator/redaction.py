@@ -16,8 +16,12 @@ from typing import Any
 from pydantic import SecretStr
 
 MASK = "***"
+#: A key is secret when its last word is one of these (``api_key``, ``clientSecret`` after
+#: lower-casing, ``x-auth``), so ``author``, ``passenger`` or ``tokens_used`` stay visible.
 SECRET_KEY_RE = re.compile(
-    r"(pass(word)?|secret|token|api[_-]?key|apikey|auth(orization)?|credential|private[_-]?key)",
+    r"(^|[_\-. ])(pass|password|passwd|secret|token|api[_-]?key|apikey|auth|authorization"
+    r"|credentials?|private[_-]?key|access[_-]?key|secret[_-]?key)$"
+    r"|^(clientsecret|apitoken|accesstoken|authtoken|bearertoken)$",
     re.IGNORECASE,
 )
 SECRET_ENV_RE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|PASS|AUTH|WEBHOOK|WEBHOOK_URL)$")

@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     clay_webhook_url: SecretStr | None = None
     clay_webhook_auth: SecretStr | None = None
     emailbison_rate_limit: float | None = Field(default=None, gt=0)
+    emailbison_timeout: float = Field(default=30.0, gt=0, le=600)
     secrets_dir: Path | None = Field(
         default=None, description="Directory of secret files named after their key env var."
     )

@@ -206,6 +206,7 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         client.emailbison_url,
         key,
         max_requests_per_second=ctx.settings.emailbison_rate_limit,
+        timeout=ctx.settings.emailbison_timeout,
     ) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
         for window in windows:

@@ -77,8 +77,10 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
     window: RenewalWindow = window_for_upload_date(data.upload_date)
     cursor = await conn.execute(
         """
-        SELECT id, list_name FROM renewal_windows
-         WHERE client_id = %s AND month = %s AND window_index = %s
+        SELECT w.id, w.list_name, w.uploaded,
+               (SELECT count(*) FROM window_leads wl WHERE wl.window_id = w.id) AS leads
+          FROM renewal_windows w
+         WHERE w.client_id = %s AND w.month = %s AND w.window_index = %s
         """,
         [client.id, window.first_of_month, window.index],
     )
@@ -88,10 +90,20 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
             f"window {window.key} of client {client.name!r} was never prepared: "
             f"run PT4 for {window.year:04d}-{window.month:02d} first"
         )
+    if window_row["uploaded"] and not window_row["leads"]:
+        # PT2 ran again after PT4 and rebuilt the month's leads: the window must be prepared
+        # again, or the campaign would be renamed with none of this window's leads attached.
+        raise PermanentError(
+            f"window {window.key} of client {client.name!r} lost its leads (PT2 ran again "
+            f"after PT4): run PT4 for {window.year:04d}-{window.month:02d} again first"
+        )
     assert client.emailbison_url is not None
     results = []
     async with EmailBisonClient(
-        client.emailbison_url, key, max_requests_per_second=ctx.settings.emailbison_rate_limit
+        client.emailbison_url,
+        key,
+        max_requests_per_second=ctx.settings.emailbison_rate_limit,
+        timeout=ctx.settings.emailbison_timeout,
     ) as api:
         campaigns = await _campaigns(client, api)
         for segment, campaign in sorted(campaigns.items()):

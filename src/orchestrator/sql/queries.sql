@@ -32,6 +32,8 @@ SELECT (SELECT id FROM inserted) AS run_id,
        -- retry afterwards starts a fresh one)
        (SELECT count(*) FROM agent_runs r
          WHERE r.job_id = %(job_id)s AND r.status = 'retrying'
+           -- an attempt cut short by a worker shutdown is not the job's failure
+           AND COALESCE(r.error ->> 'type', '') <> 'ShutdownAbort'
            AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
                                  WHERE f.job_id = %(job_id)s AND f.status = 'failed'), 0))
            AS failures,

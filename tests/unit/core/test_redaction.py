@@ -116,3 +116,23 @@ def test_scrubber_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     scrub = SecretScrubber.from_environment([SecretStr("from-settings"), None])
     text = "env-key-value-1 https://hooks.example/T0/B0/xyz visible-value from-settings"
     assert scrub(text) == "*** *** visible-value ***"
+
+
+@pytest.mark.parametrize(
+    ("key", "masked"),
+    [
+        ("api_key", True),
+        ("password", True),
+        ("client_secret", True),
+        ("x-auth", True),
+        ("Authorization", True),
+        ("access_token", True),
+        ("author", False),
+        ("passenger", False),
+        ("tokens_used", False),
+        ("emailbison_key_env", False),
+        ("authority_name", False),
+    ],
+)
+def test_secret_keys_are_whole_words(key: str, masked: bool) -> None:
+    assert (redact_payload({key: "v"})[key] == "***") is masked
