@@ -27,6 +27,7 @@ from orchestrator.errors import PermanentError
 from orchestrator.registry import Workflow
 from workflows.clients import get_client
 from workflows.cole import ColeExport, discover_exports, export_dir, read_export
+from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
@@ -110,6 +111,10 @@ def _stage_rows(export: ColeExport) -> list[tuple[Any, ...]]:
     return rows
 
 
+def _stage_text(export: ColeExport) -> list[str]:
+    return copy_text_blocks(_stage_rows(export))
+
+
 async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     conn = ctx.connection
     client = await get_client(conn, data.client)
@@ -129,7 +134,14 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     )
     loaded: list[dict[str, Any]] = []
     skipped: list[str] = []
-    for export in exports:
+    # The COPY text of the next file is prepared in a thread while the database loads this one.
+    staged = [asyncio.create_task(asyncio.to_thread(_stage_text, exports[0]))] if exports else []
+    for position, export in enumerate(exports):
+        text_blocks = staged[position]
+        if position + 1 < len(exports):
+            staged.append(
+                asyncio.create_task(asyncio.to_thread(_stage_text, exports[position + 1]))
+            )
         cursor = await conn.execute(
             "SELECT id FROM cole_files WHERE client_id = %s AND month = %s AND sha256 = %s",
             [client.id, data.first_day, export.sha256],
@@ -158,8 +170,8 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
         assert file_row is not None
         file_id = file_row["id"]
         async with conn.cursor().copy(f"COPY pt1_stage ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for record in await asyncio.to_thread(_stage_rows, export):
-                await copy.write_row(record)
+            for block in await text_blocks:
+                await copy.write(block)
         cursor = await conn.execute(
             f"""
             INSERT INTO raw_leads (client_id, month, file_id, {_COLUMN_LIST})

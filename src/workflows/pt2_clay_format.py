@@ -25,6 +25,7 @@ from orchestrator.errors import PermanentError
 from orchestrator.registry import Workflow
 from workflows.clay import ClayWebhook
 from workflows.clients import get_client
+from workflows.copy_format import copy_text_blocks
 from workflows.debounce import DebounceClient
 from workflows.formatting import (
     CLAY_TABLE_MAX_ROWS,
@@ -171,6 +172,39 @@ def clean_rows(raws: list[DictRow], year: int, month: int) -> tuple[Counts, list
     return counts, candidates
 
 
+def _cleaned_text(kept: list[Candidate], client_id: int, month: date, check: str) -> list[str]:
+    """The cleaned leads as COPY text, in :data:`CLEANED_COLUMNS` order."""
+    return copy_text_blocks(
+        [
+            (
+                client_id,
+                month,
+                c.raw["id"],
+                c.raw["dedupe_key"],
+                c.first_name,
+                c.greeting,
+                c.last_name,
+                c.email,
+                c.raw["address_1"],
+                c.raw["city"],
+                c.state,
+                c.zip,
+                c.raw["cell_phone_number"],
+                c.raw["date_of_birth"],
+                c.home_value,
+                c.purchase,
+                readable_date(c.purchase),
+                c.purchase.day,
+                c.renewal,
+                c.window_index,
+                c.segment,
+                check,
+            )
+            for c in kept
+        ]
+    )
+
+
 async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[str, bool], str]:
     """Debounce verdicts for ``emails`` (cached in email_checks), or all-True without a key."""
     key = ctx.settings.debounce_api_key
@@ -237,37 +271,12 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         "DELETE FROM cleaned_leads WHERE client_id = %s AND month = %s",
         [client.id, data.first_day],
     )
+    blocks = await asyncio.to_thread(_cleaned_text, kept, client.id, data.first_day, check)
     async with conn.cursor().copy(
         f"COPY cleaned_leads ({', '.join(CLEANED_COLUMNS)}) FROM STDIN"
     ) as copy:
-        for c in kept:
-            raw = c.raw
-            await copy.write_row(
-                (
-                    client.id,
-                    data.first_day,
-                    raw["id"],
-                    raw["dedupe_key"],
-                    c.first_name,
-                    c.greeting,
-                    c.last_name,
-                    c.email,
-                    raw["address_1"],
-                    raw["city"],
-                    c.state,
-                    c.zip,
-                    raw["cell_phone_number"],
-                    raw["date_of_birth"],
-                    c.home_value,
-                    c.purchase,
-                    readable_date(c.purchase),
-                    c.purchase.day,
-                    c.renewal,
-                    c.window_index,
-                    c.segment,
-                    check,
-                )
-            )
+        for block in blocks:
+            await copy.write(block)
     fields = list(vars(counts))
     await conn.execute(
         f"""

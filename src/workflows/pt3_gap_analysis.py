@@ -74,7 +74,7 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         selected = len(keep)
         await conn.execute(
             """
-            UPDATE cleaned_leads SET selected = (id = ANY(%(keep)s))
+            UPDATE cleaned_leads SET selected = (id IN (SELECT unnest(%(keep)s::bigint[])))
              WHERE client_id = %(c)s AND month = %(m)s
             """,
             {**key, "keep": keep},
