@@ -82,8 +82,11 @@ class Orchestrator:
         registry: Registry | None = None,
         schedules: Sequence[Schedule] | None = None,
         database_url: str | None = None,
+        worker: bool = False,
     ) -> None:
+        """``worker=True`` tunes the pool for a worker process (see :mod:`orchestrator.pool`)."""
         self.settings = settings or load_settings()
+        self._worker = worker
         if registry is None:
             registry, loaded = load_registry(self.settings)
             schedules = loaded if schedules is None else schedules
@@ -137,6 +140,7 @@ class Orchestrator:
             kwargs={"row_factory": dict_row, "connect_timeout": int(self.settings.connect_timeout)},
             timeout=self.settings.connect_timeout * 3,
             name="orchestrator",
+            trust_recent=self._worker,
             **kwargs,
         )
 

@@ -345,7 +345,7 @@ async def _worker(args: argparse.Namespace, settings: Settings, url: str) -> int
     from orchestrator.worker import run_worker
 
     queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()] or None
-    orch = Orchestrator(settings, database_url=url)
+    orch = Orchestrator(settings, database_url=url, worker=True)
     await orch.open()
     try:
         await run_worker(orch, concurrency=args.concurrency, queues=queues, name=args.name)

@@ -17,17 +17,49 @@ connection. Example::
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+#: In a worker, a connection handed back less than this many seconds ago in a clean state is
+#: not checked again: under load that check is one round trip per checkout (three per job),
+#: and a connection that died in the meantime fails its first statement loudly, which a
+#: worker turns into a retry. Application pools (enqueue) check every checkout.
+RECENT_S = 1.0
 
 
 class CheckedPool(AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]):
     """An async pool whose checkouts skip dead connections without waiting.
 
-    Do not pass ``check=``: the check is done by :meth:`getconn` itself.
+    Do not pass ``check=``: the check is done by :meth:`getconn` itself. With
+    ``trust_recent=True`` (workers) it is skipped for a connection returned healthy within the
+    last :data:`RECENT_S` seconds.
     """
+
+    def __init__(self, *args: Any, trust_recent: bool = False, **kwargs: Any) -> None:
+        self._trust_recent = trust_recent
+        self._returned_at = {}
+        super().__init__(*args, **kwargs)
+
+    _returned_at: dict[int, float]
+
+    async def putconn(self, conn: psycopg.AsyncConnection[DictRow]) -> None:
+        if (
+            self._trust_recent
+            and not conn.closed
+            and conn.info.transaction_status == TransactionStatus.IDLE
+        ):
+            self._returned_at[id(conn)] = time.monotonic()
+        else:
+            self._returned_at.pop(id(conn), None)
+        await super().putconn(conn)
+
+    def _recently_healthy(self, conn: psycopg.AsyncConnection[DictRow]) -> bool:
+        returned = self._returned_at.pop(id(conn), None)
+        return returned is not None and time.monotonic() - returned < RECENT_S
 
     async def getconn(self, timeout: float | None = None) -> psycopg.AsyncConnection[DictRow]:
         budget = self.timeout if timeout is None else timeout
@@ -36,6 +68,8 @@ class CheckedPool(AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]):
         # hold mean that fresh connections die too: the last error is raised.
         for attempt in range(self.max_size + 1):
             conn = await super().getconn(self._left(deadline, budget))
+            if self._recently_healthy(conn):
+                return conn
             try:
                 await self.check_connection(conn)
             except BaseException as exc:

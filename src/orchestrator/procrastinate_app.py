@@ -14,6 +14,6 @@ from orchestrator.app import Orchestrator
 from orchestrator.errors import OrchestratorError
 
 try:
-    app: procrastinate.App = Orchestrator().app
+    app: procrastinate.App = Orchestrator(worker=True).app
 except OrchestratorError as exc:
     raise SystemExit(f"orchestrator: {exc}") from None
