@@ -26,30 +26,13 @@ from orchestrator.context import WorkflowContext
 from orchestrator.errors import PermanentError
 from orchestrator.registry import Workflow
 from workflows.clients import get_client
-from workflows.cole import ColeExport, discover_exports, export_dir, read_export
+from workflows.cole import FIELD_NAMES, ColeExport, discover_exports, export_dir, read_export
 from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
 
-STAGE_COLUMNS = (
-    "row_number",
-    "first_name",
-    "last_name",
-    "address_1",
-    "city",
-    "state",
-    "zip",
-    "cell_phone_number",
-    "email_address",
-    "purchase_date",
-    "home_value",
-    "head_household",
-    "income",
-    "date_of_birth",
-    "zip5",
-    "dedupe_key",
-)
+STAGE_COLUMNS = ("row_number", *FIELD_NAMES, "zip5", "dedupe_key")
 _COLUMN_LIST = ", ".join(STAGE_COLUMNS)
 
 
