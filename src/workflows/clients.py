@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from orchestrator.errors import PermanentError
 from orchestrator.settings import Settings
+from workflows.emailbison import EmailBisonClient
 from workflows.formatting import normalize_state, normalize_zip
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -208,6 +209,21 @@ def emailbison_key(client: Client, settings: Settings) -> str:
             where += f" or secret file {Path(settings.secrets_dir) / name}"
         raise ClientConfigError(f"EmailBison key for client {client.name!r} not found: {where}")
     return value
+
+
+def emailbison_api(client: Client, settings: Settings) -> EmailBisonClient:
+    """An EmailBison client for this client's workspace, key read now, settings applied.
+
+    Use it as ``async with emailbison_api(client, settings) as api: ...``.
+    """
+    key = emailbison_key(client, settings)
+    assert client.emailbison_url is not None
+    return EmailBisonClient(
+        client.emailbison_url,
+        key,
+        max_requests_per_second=settings.emailbison_rate_limit,
+        timeout=settings.emailbison_timeout,
+    )
 
 
 def states_of(clients: Sequence[Client]) -> set[str]:

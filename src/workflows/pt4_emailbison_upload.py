@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.context import WorkflowContext
 from orchestrator.errors import PermanentError
 from orchestrator.registry import Workflow
-from workflows.clients import Client, emailbison_key, get_client
+from workflows.clients import Client, emailbison_api, emailbison_key, get_client
 from workflows.emailbison import (
     MAX_LEADS_PER_REQUEST,
     CustomVariable,
@@ -194,20 +194,14 @@ async def upload_chunk(
 
 async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     client = await get_client(ctx.connection, data.client)
-    key = emailbison_key(client, ctx.settings)
+    emailbison_key(client, ctx.settings)  # a missing key fails at once, before any work
     windows = await prepare_windows(ctx, client, data)
     if not any(w["lead_count"] for w in windows):
         raise PermanentError(
             f"no cleaned leads for client {client.name!r} month {data.month}: run PT2/PT3 first"
         )
-    assert client.emailbison_url is not None
     summary = []
-    async with EmailBisonClient(
-        client.emailbison_url,
-        key,
-        max_requests_per_second=ctx.settings.emailbison_rate_limit,
-        timeout=ctx.settings.emailbison_timeout,
-    ) as api:
+    async with emailbison_api(client, ctx.settings) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
         for window in windows:
             pending = await _pending(ctx, client, window["id"])

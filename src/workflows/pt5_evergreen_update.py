@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator
 from orchestrator.context import WorkflowContext
 from orchestrator.errors import PermanentError
 from orchestrator.registry import Workflow
-from workflows.clients import Client, emailbison_key, get_client
+from workflows.clients import Client, emailbison_api, emailbison_key, get_client
 from workflows.emailbison import Campaign, EmailBisonClient
 from workflows.notify import notify
 from workflows.windows import (
@@ -73,7 +73,7 @@ async def _campaigns(client: Client, api: EmailBisonClient) -> dict[str, Campaig
 async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
     conn = ctx.connection
     client = await get_client(conn, data.client)
-    key = emailbison_key(client, ctx.settings)
+    emailbison_key(client, ctx.settings)  # a missing key fails at once, before any work
     window: RenewalWindow = window_for_upload_date(data.upload_date)
     cursor = await conn.execute(
         """
@@ -97,14 +97,8 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
             f"window {window.key} of client {client.name!r} lost its leads (PT2 ran again "
             f"after PT4): run PT4 for {window.year:04d}-{window.month:02d} again first"
         )
-    assert client.emailbison_url is not None
     results = []
-    async with EmailBisonClient(
-        client.emailbison_url,
-        key,
-        max_requests_per_second=ctx.settings.emailbison_rate_limit,
-        timeout=ctx.settings.emailbison_timeout,
-    ) as api:
+    async with emailbison_api(client, ctx.settings) as api:
         campaigns = await _campaigns(client, api)
         for segment, campaign in sorted(campaigns.items()):
             # Without an HNW twin, the HNW leads go to the evergreen campaign with the rest
