@@ -15,9 +15,10 @@ Example from application code::
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -176,7 +177,7 @@ class Orchestrator:
                 registry=self.registry,
                 settings=self.settings,
                 pool=self.pool,
-                enqueue=self._enqueue_in_transaction,
+                enqueue=self.enqueue_workflow,
                 scrubber=self.scrubber,
             )
         return self._runner
@@ -236,11 +237,6 @@ class Orchestrator:
         """Validate every request, then insert them all in one round trip (all or nothing)."""
         jobs = [enqueue_module.build_job(self.registry, self.settings, r) for r in requests]
         return await enqueue_module.enqueue_jobs(self.app, jobs, connection=connection)
-
-    async def _enqueue_in_transaction(
-        self, name: str, payload: Mapping[str, Any], **options: Any
-    ) -> int:
-        return await self.enqueue_workflow(name, payload, **options)
 
     async def _waiting_job_with_key(
         self, key: str | None, connection: psycopg.AsyncConnection[Any] | None
@@ -385,7 +381,7 @@ class Orchestrator:
                 ctx = ScheduleContext(
                     connection=conn,
                     settings=orchestrator.settings,
-                    enqueue=orchestrator._bound_enqueue(conn),
+                    enqueue=functools.partial(orchestrator.enqueue_workflow, connection=conn),
                 )
                 await schedule.handler(ctx, fired_at)
                 await conn.commit()
@@ -394,11 +390,3 @@ class Orchestrator:
             fire
         )
         self.app.periodic(cron=schedule.cron, periodic_id=schedule.id)(task)
-
-    def _bound_enqueue(
-        self, conn: psycopg.AsyncConnection[DictRow]
-    ) -> Callable[..., Awaitable[int]]:
-        async def enqueue(name: str, payload: Mapping[str, Any], **options: Any) -> int:
-            return await self.enqueue_workflow(name, payload, connection=conn, **options)
-
-        return enqueue

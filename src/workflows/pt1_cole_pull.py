@@ -26,7 +26,14 @@ from orchestrator.context import WorkflowContext
 from orchestrator.errors import PermanentError
 from orchestrator.registry import Workflow
 from workflows.clients import get_client
-from workflows.cole import FIELD_NAMES, ColeExport, discover_exports, export_dir, read_export
+from workflows.cole import (
+    FIELD_NAMES,
+    ColeExport,
+    copy_records,
+    discover_exports,
+    export_dir,
+    read_export,
+)
 from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
 from workflows.inputs import ClientMonth
@@ -65,32 +72,14 @@ def _resolve_files(inbox: Path, data: ColePullInput) -> list[tuple[Path, str]]:
 
 
 def _stage_rows(export: ColeExport) -> list[tuple[Any, ...]]:
+    """Staging rows in :data:`STAGE_COLUMNS` order: Cole's COPY record plus ZIP and key."""
     rows = []
-    for r in export.rows:
-        cells = (
-            r.first_name,
-            r.last_name,
-            r.address_1,
-            r.city,
-            r.state,
-            r.zip,
-            r.cell_phone_number,
-            r.email_address,
-            r.purchase_date,
-            r.home_value,
-            r.head_household,
-            r.income,
-            r.date_of_birth,
-        )
-        zip5 = normalize_zip(r.zip)
-        rows.append(
-            (
-                r.row_number,
-                *(c if c.strip() else None for c in cells),
-                zip5,
-                dedupe_key(r.first_name, r.last_name, r.address_1, zip5 or r.zip),
-            )
-        )
+    for record in copy_records(export):
+        cells, row_number = record[:13], record[13]
+        first_name, last_name, address_1, _city, _state, zip_code = cells[:6]
+        zip5 = normalize_zip(zip_code)
+        key = dedupe_key(first_name, last_name, address_1, zip5 or zip_code)
+        rows.append((row_number, *cells, zip5, key))
     return rows
 
 
