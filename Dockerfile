@@ -6,11 +6,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY requirements.lock pyproject.toml README.md alembic.ini ./
+COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY src ./src
-COPY migrations ./migrations
-RUN pip install --no-cache-dir --no-deps -e . \
+# A plain (not editable) install: the migrations ship inside the packages.
+RUN pip install --no-cache-dir --no-deps . \
+    && rm -rf src \
     && useradd --create-home --uid 10001 orchestrator
 USER orchestrator
 

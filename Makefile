@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint chaos bench clean
+.PHONY: install demo test unit lint chaos bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,10 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not chaos"
 
+# The fast tier alone: pure unit tests and the doctests in src (no database, no servers).
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit src
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -q -m chaos tests/chaos

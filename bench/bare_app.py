@@ -17,7 +17,7 @@ from procrastinate.job_context import JobContext
 from procrastinate.types import JSONDict
 from psycopg.rows import dict_row
 
-from orchestrator.settings import Settings, load_settings
+from orchestrator._settings import Settings, load_settings
 
 NOOP = "bare_noop"
 #: The arguments every bare job is deferred with (the orchestrator's jobs carry a payload).

@@ -1,6 +1,6 @@
 """``python -m bench.bare_worker``: run the bare procrastinate App like ``orchestrator worker``.
 
-Same Worker options as :func:`orchestrator.worker.run_worker` (concurrency, polling intervals,
+Same Worker options as :func:`orchestrator._worker.run_worker` (concurrency, polling intervals,
 heartbeat, graceful shutdown, LISTEN/NOTIFY) and the same logging set-up as the orchestrator's
 CLI, taken from the same ``ORCHESTRATOR_*`` settings. ::
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from procrastinate.worker import Worker
 
 from bench.bare_app import make_app
-from orchestrator.log import configure_logging
-from orchestrator.settings import Settings, load_settings
+from orchestrator._log import configure_logging
+from orchestrator._settings import Settings, load_settings
 
 
 async def run_worker(database_url: str, settings: Settings, concurrency: int) -> None:

@@ -1,7 +1,7 @@
 """Enqueue: jobs/s one at a time and in batches, against procrastinate's own defer calls.
 
 Ours: ``Orchestrator.enqueue_workflow`` in a loop, and ``Orchestrator.enqueue_many`` with
-1,000 :class:`~orchestrator.enqueue.JobRequest` per call (payloads validated, one INSERT per
+1,000 :class:`~orchestrator._enqueue.JobRequest` per call (payloads validated, one INSERT per
 call). Baseline: a bare procrastinate task's ``defer_async`` and ``batch_defer_async`` with
 the same pool settings, on a database holding only procrastinate's schema. No worker runs.
 Ours and the baseline take turns, each round on a fresh database, and the best round of
@@ -16,9 +16,9 @@ from bench import bare_app
 from bench.harness import Bench, progress
 from bench.report import Goal, Result
 from bench.workflows import registry
-from orchestrator.app import Orchestrator
-from orchestrator.enqueue import JobRequest
-from orchestrator.settings import load_settings
+from orchestrator import Orchestrator
+from orchestrator._enqueue import JobRequest
+from orchestrator._settings import load_settings
 
 FAMILY = "enqueue"
 BATCH = 1_000

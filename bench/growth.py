@@ -25,9 +25,9 @@ from procrastinate import jobs
 from bench.harness import Bench, connect, progress, time_calls
 from bench.report import Goal, Result
 from bench.workflows import WORKFLOWS as BENCH_WORKFLOWS
-from orchestrator.app import Orchestrator
-from orchestrator.registry import Registry
-from orchestrator.settings import load_settings
+from orchestrator import Orchestrator
+from orchestrator._registry import Registry
+from orchestrator._settings import load_settings
 from workflows.catalog import WORKFLOWS as PIPELINE_WORKFLOWS
 
 FAMILY = "growth"

@@ -34,9 +34,9 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg import sql
 
-from orchestrator.database import embedded_server_url, with_database
-from orchestrator.migrate import alembic_config, upgrade
-from orchestrator.redaction import redact_url
+from orchestrator._database import embedded_server_url, with_database
+from orchestrator._migrate import alembic_config, upgrade
+from orchestrator._redaction import redact_url
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / ".orchestrator" / "bench"

@@ -32,8 +32,8 @@ from bench.processes import (
 )
 from bench.report import Goal, Result
 from bench.workflows import registry
-from orchestrator.app import Orchestrator
-from orchestrator.settings import load_settings
+from orchestrator import Orchestrator
+from orchestrator._settings import load_settings
 
 FAMILY = "latency"
 GAP_S = 0.05

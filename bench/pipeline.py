@@ -1,6 +1,6 @@
 """Pipeline: one synthetic month through PT1 → PT2 → PT3 → PT4 on a real worker.
 
-A client is given deterministic Cole exports (``workflows.synthetic``, without the ragged
+A client is given deterministic Cole exports (``workflows.standins.synthetic``, without the ragged
 rows and BOM a plain COPY would choke on) and the month is run as the schedule runs it: PT1
 enqueued with ``chain``, each step enqueuing the next, one ``orchestrator worker`` process,
 PT4 uploading to the local EmailBison stand-in limited to 20 requests/s (the workspace
@@ -31,15 +31,15 @@ from psycopg.rows import dict_row
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
-from orchestrator.app import Orchestrator
-from orchestrator.settings import load_settings
+from orchestrator import Orchestrator
+from orchestrator._settings import load_settings
 from workflows.clients import ClientSpec, add_client
 from workflows.emailbison import MAX_LEADS_PER_REQUEST
-from workflows.emailbison.local_server import LocalEmailBison
 from workflows.pt2_clay_format import Counts, clean_row
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
 from workflows.schedules import month_chain_payload, month_dedupe_key
-from workflows.synthetic import generate_exports
+from workflows.standins.emailbison_server import LocalEmailBison
+from workflows.standins.synthetic import generate_exports
 from workflows.windows import SCHEDULE_TIMEZONE, format_month, renewal_month_for_run
 
 FAMILY = "pipeline"

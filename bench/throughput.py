@@ -32,9 +32,9 @@ from bench.processes import (
 )
 from bench.report import Goal, Result
 from bench.workflows import registry
-from orchestrator.app import Orchestrator
-from orchestrator.enqueue import JobRequest
-from orchestrator.settings import load_settings
+from orchestrator import Orchestrator
+from orchestrator._enqueue import JobRequest
+from orchestrator._settings import load_settings
 
 FAMILY = "throughput"
 BATCH = 1_000

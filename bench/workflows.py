@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import RetryableError
-from orchestrator.registry import Registry, Workflow
-from orchestrator.retry import RetryPolicy
+from orchestrator._context import WorkflowContext
+from orchestrator._errors import RetryableError
+from orchestrator._registry import Registry, Workflow
+from orchestrator._retry import RetryPolicy
 
 #: Seconds between the failed first attempt of ``bench_flaky`` and its retry.
 RETRY_DELAY = 1.0

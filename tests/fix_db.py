@@ -18,11 +18,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestrator.app import Orchestrator
-from orchestrator.database import embedded_server_url, with_database
-from orchestrator.migrate import upgrade
-from orchestrator.registry import Registry
-from orchestrator.settings import Settings
+from orchestrator import Orchestrator
+from orchestrator._database import embedded_server_url, with_database
+from orchestrator._migrate import upgrade
+from orchestrator._registry import Registry
+from orchestrator._settings import Settings, settings_class
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_TABLES = """
@@ -91,7 +91,7 @@ def database_url(server_url: str, template_database: str) -> Iterator[str]:
         )
 
 
-def test_settings(**overrides: object) -> Settings:
+def settings_for_tests(**overrides: object) -> Settings:
     """Settings for tests: fast polling and recovery, no .env file."""
     values: dict[str, object] = {
         "poll_interval": 0.1,
@@ -104,10 +104,10 @@ def test_settings(**overrides: object) -> Settings:
         "_env_file": None,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return settings_class()(**values)  # type: ignore[arg-type]
 
 
-def test_registry() -> Registry:
+def registry_for_tests() -> Registry:
     from tests import workflows_for_tests
 
     return Registry(workflows_for_tests.WORKFLOWS)
@@ -117,7 +117,7 @@ def test_registry() -> Registry:
 async def orch(database_url: str) -> AsyncIterator[Orchestrator]:
     """An opened orchestrator on a fresh database with the test workflows."""
     orchestrator = Orchestrator(
-        test_settings(), registry=test_registry(), schedules=[], database_url=database_url
+        settings_for_tests(), registry=registry_for_tests(), schedules=[], database_url=database_url
     )
     await orchestrator.open()
     try:

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError, RetryableError
-from orchestrator.registry import Workflow
-from orchestrator.retry import RetryPolicy
+from orchestrator._context import WorkflowContext
+from orchestrator._errors import PermanentError, RetryableError
+from orchestrator._registry import Workflow
+from orchestrator._retry import RetryPolicy
 
 
 class KeyInput(BaseModel):

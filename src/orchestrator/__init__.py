@@ -1,21 +1,33 @@
-"""Durable PostgreSQL job orchestrator for the PT1-PT5 lead pipeline workflows.
+"""Durable PostgreSQL job orchestrator: workflows as jobs, every attempt in ``agent_runs``.
 
-Public surface (anything else is internal)::
+Everything public is exported here (``__all__``); every module whose name starts with ``_``
+is internal. Plugins (the domain's workflows, schedules, commands and settings) use only
+what this module exports::
 
-    Orchestrator            settings + registry + pool + procrastinate App (app.py)
+    Orchestrator            settings + registry + pool + procrastinate App
     enqueue_workflow, enqueue_many, queue_status, close   shortcuts on a default instance
     JobRequest              one job for enqueue_many
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
-    Settings, load_settings
-    OrchestratorError, PermanentError, RetryableError, ...  (errors.py has the tree)
+    Schedule, ScheduleContext                             for calendar starts
+    Settings, load_settings, RunStatus, JobCounts, QueueStatus
+    resolve_database_url, with_database, migrate          the database outside a job
+    describe_validation_error                             pydantic errors as one line
+    OrchestratorError, PermanentError, RetryableError, ...  (the exception tree)
+
+Example::
+
+    import orchestrator
+
+    job_id = await orchestrator.enqueue_workflow("pt1", {"client": "Acme", "month": "2027-01"})
 """
 
-from orchestrator.app import Orchestrator
-from orchestrator.context import WorkflowContext
-from orchestrator.default import close, enqueue_many, enqueue_workflow, queue_status
-from orchestrator.enqueue import JobRequest
-from orchestrator.errors import (
+from orchestrator._context import WorkflowContext
+from orchestrator._database import migrate, resolve_database_url, with_database
+from orchestrator._default import close, enqueue_many, enqueue_workflow, queue_status
+from orchestrator._enqueue import JobRequest
+from orchestrator._errors import (
     ConfigurationError,
+    DatabaseNotMigrated,
     DatabaseUnavailable,
     DuplicateJob,
     InvalidPayload,
@@ -26,14 +38,16 @@ from orchestrator.errors import (
     UnknownWorkflow,
     WorkflowError,
 )
-from orchestrator.registry import Registry, Workflow
-from orchestrator.retry import RetryPolicy
-from orchestrator.schedules import Schedule, ScheduleContext
-from orchestrator.settings import Settings, load_settings
-from orchestrator.status import JobCounts, QueueStatus
+from orchestrator._orchestrator import Orchestrator
+from orchestrator._registry import Registry, Workflow, describe_validation_error
+from orchestrator._retry import RetryPolicy
+from orchestrator._schedules import Schedule, ScheduleContext
+from orchestrator._settings import Settings, load_settings
+from orchestrator._status import JobCounts, QueueStatus, RunStatus
 
 __all__ = [
     "ConfigurationError",
+    "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "DuplicateJob",
     "InvalidPayload",
@@ -47,6 +61,7 @@ __all__ = [
     "Registry",
     "RetryPolicy",
     "RetryableError",
+    "RunStatus",
     "Schedule",
     "ScheduleContext",
     "Settings",
@@ -55,8 +70,12 @@ __all__ = [
     "WorkflowContext",
     "WorkflowError",
     "close",
+    "describe_validation_error",
     "enqueue_many",
     "enqueue_workflow",
     "load_settings",
+    "migrate",
     "queue_status",
+    "resolve_database_url",
+    "with_database",
 ]

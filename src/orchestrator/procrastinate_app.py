@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import procrastinate
 
-from orchestrator.app import Orchestrator
-from orchestrator.errors import OrchestratorError
+from orchestrator._errors import OrchestratorError
+from orchestrator._orchestrator import Orchestrator
 
 try:
     app: procrastinate.App = Orchestrator(worker=True).app

@@ -1,11 +1,15 @@
-"""The workflows and schedules the orchestrator runs by default: PT1-PT5 and their calendar."""
+"""The pipeline plugin: what this deployment adds to the orchestrator engine.
+
+Found through the ``orchestrator.plugins`` entry point (``pyproject.toml``); see
+:mod:`orchestrator._plugins` for what each name means.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from orchestrator.registry import Workflow
-from orchestrator.schedules import Schedule
+from orchestrator import Schedule, Workflow
 from workflows import (
     pt1_cole_pull,
     pt2_clay_format,
@@ -14,6 +18,8 @@ from workflows import (
     pt5_evergreen_update,
     schedules,
 )
+from workflows.commands import add_commands
+from workflows.settings import PipelineSettings, secrets
 
 WORKFLOWS: list[Workflow[Any]] = [
     pt1_cole_pull.WORKFLOW,
@@ -23,3 +29,7 @@ WORKFLOWS: list[Workflow[Any]] = [
     pt5_evergreen_update.WORKFLOW,
 ]
 SCHEDULES: list[Schedule] = list(schedules.SCHEDULES)
+COMMANDS = add_commands
+SETTINGS = PipelineSettings
+SECRETS = secrets
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 import httpx
 
-from orchestrator.errors import PermanentError, RetryableError, WorkflowError
+from orchestrator import PermanentError, RetryableError, WorkflowError
 from workflows._http import (
     RateLimiter,
     backoff_delay,

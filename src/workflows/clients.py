@@ -22,10 +22,10 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from pydantic import BaseModel, Field, field_validator
 
-from orchestrator.errors import PermanentError
-from orchestrator.settings import Settings
+from orchestrator import PermanentError, Settings
 from workflows.emailbison import EmailBisonClient
 from workflows.formatting import normalize_state, normalize_zip
+from workflows.settings import pipeline_settings
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -187,11 +187,12 @@ def _client(row: DictRow) -> Client:
     )
 
 
-def emailbison_key(client: Client, settings: Settings) -> str:
+def emailbison_key(client: Client, engine_settings: Settings) -> str:
     """The client's EmailBison API key, read now from its env var or secret file.
 
     The error names the variable, never a value.
     """
+    settings = pipeline_settings(engine_settings)
     if not client.emailbison_url or not client.emailbison_key_env:
         raise ClientConfigError(
             f"client {client.name!r} has no EmailBison workspace configured "
@@ -211,11 +212,12 @@ def emailbison_key(client: Client, settings: Settings) -> str:
     return value
 
 
-def emailbison_api(client: Client, settings: Settings) -> EmailBisonClient:
+def emailbison_api(client: Client, engine_settings: Settings) -> EmailBisonClient:
     """An EmailBison client for this client's workspace, key read now, settings applied.
 
     Use it as ``async with emailbison_api(client, settings) as api: ...``.
     """
+    settings = pipeline_settings(engine_settings)
     key = emailbison_key(client, settings)
     assert client.emailbison_url is not None
     return EmailBisonClient(

@@ -6,7 +6,7 @@ module is strict about what breaks the whole file and lenient about what breaks 
 
 * a wrong header (missing, unknown, duplicated or empty column name), an empty file or text
   that is neither UTF-8 nor Windows-1252 raises :class:`ColeFormatError`, a
-  :class:`~orchestrator.errors.PermanentError`: no retry can fix the file, a person must;
+  :class:`~orchestrator.PermanentError`: no retry can fix the file, a person must;
 * a row with the wrong number of cells, a NUL byte or an oversized cell becomes a
   :class:`BadRow` kept for the report, and reading goes on (a NUL is not stripped: it means a
   corrupt download, so the row's other cells are suspect too, and PostgreSQL text cannot hold
@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.errors import PermanentError
+from orchestrator import PermanentError
 
 COLE_COLUMNS: tuple[str, ...] = (
     "First_Name",

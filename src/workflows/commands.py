@@ -3,27 +3,51 @@
 - ``orchestrator clients add|update|list`` manage the client registry;
 - ``orchestrator run-month CLIENT YYYY-MM`` starts PT1 → PT2 → PT3 → PT4 by hand;
 - ``orchestrator run-week CLIENT YYYY-MM-DD`` starts PT5 for that upload Monday;
-- ``orchestrator demo`` runs a whole synthetic month end to end (see :mod:`workflows.demo`).
+- ``orchestrator demo`` runs a whole synthetic month end to end
+  (see :mod:`workflows.standins.demo`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.app import Orchestrator
-from orchestrator.errors import ConfigurationError, InvalidPayload
-from orchestrator.registry import describe_validation_error
-from orchestrator.settings import Settings
+from orchestrator import (
+    ConfigurationError,
+    InvalidPayload,
+    Orchestrator,
+    Settings,
+    describe_validation_error,
+)
 from workflows.clients import ClientSpec, add_client, list_clients, parse_zip_list, update_client
 from workflows.schedules import month_chain_payload, month_dedupe_key, week_dedupe_key
 from workflows.windows import format_month, parse_month
+
+Handler = Callable[[argparse.Namespace, Settings], Any]
+
+
+def _usage_errors(handler: Handler) -> Handler:
+    """A handler whose ValueErrors (bad month, ZIP, date) become one-line usage errors."""
+
+    @functools.wraps(handler)
+    def wrapped(args: argparse.Namespace, settings: Settings) -> Any:
+        try:
+            result = handler(args, settings)
+            if asyncio.iscoroutine(result):
+                result = asyncio.run(result)
+            return result
+        except ValueError as exc:
+            raise InvalidPayload(str(exc)) from None
+
+    return wrapped
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,24 +71,24 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         active = p.add_mutually_exclusive_group()
         active.add_argument("--active", dest="active", action="store_true", default=None)
         active.add_argument("--inactive", dest="active", action="store_false")
-        p.set_defaults(handler=cmd_clients_write, action=action)
+        p.set_defaults(handler=_usage_errors(cmd_clients_write), action=action)
     p = csub.add_parser("list", help="list clients")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(handler=cmd_clients_list)
+    p.set_defaults(handler=_usage_errors(cmd_clients_list))
 
     p = sub.add_parser("run-month", help="start PT1 → PT2 → PT3 → PT4 for a client-month")
     p.add_argument("client")
     p.add_argument("month", help="renewal month, YYYY-MM")
-    p.set_defaults(handler=cmd_run_month)
+    p.set_defaults(handler=_usage_errors(cmd_run_month))
 
     p = sub.add_parser("run-week", help="start PT5 for a client's upload Monday")
     p.add_argument("client")
     p.add_argument("upload_date", help="the Monday, YYYY-MM-DD")
-    p.set_defaults(handler=cmd_run_week)
+    p.set_defaults(handler=_usage_errors(cmd_run_week))
 
     p = sub.add_parser("demo", help="run a synthetic month end to end on a demo database")
     p.add_argument("--rows", type=int, default=4000, help="synthetic Cole rows (default 4000)")
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler=_usage_errors(cmd_demo))
 
 
 def _spec_changes(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,7 +132,7 @@ async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int
         raise InvalidPayload(f"invalid client: {describe_validation_error(exc)}") from None
     orch = await Orchestrator(settings).open()
     try:
-        async with orch.pool.connection() as conn:
+        async with orch.transaction() as conn:
             try:
                 if spec is not None:
                     client = await add_client(conn, spec)
@@ -125,7 +149,7 @@ async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int
 async def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
     orch = await Orchestrator(settings).open()
     try:
-        async with orch.pool.connection() as conn:
+        async with orch.transaction() as conn:
             clients = await list_clients(conn)
     finally:
         await orch.close()
@@ -180,7 +204,7 @@ async def cmd_run_week(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from workflows.demo import run_demo
+    from workflows.standins.demo import run_demo
 
     if args.rows < 100 or args.rows > 200_000:
         raise ConfigurationError("--rows must be between 100 and 200000")

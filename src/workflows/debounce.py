@@ -31,7 +31,7 @@ from typing import Any, Self
 
 import httpx
 
-from orchestrator.errors import PermanentError, RetryableError, WorkflowError
+from orchestrator import PermanentError, RetryableError, WorkflowError
 from workflows._http import (
     backoff_delay,
     excerpt,

@@ -20,7 +20,7 @@ import httpx
 from workflows._http import excerpt, redact_url_in_logs, url_secrets
 
 if TYPE_CHECKING:
-    from orchestrator.context import WorkflowContext
+    from orchestrator import WorkflowContext
 
 __all__ = ["SlackNotifier", "notify"]
 
@@ -79,6 +79,8 @@ async def notify(ctx: WorkflowContext, text: str) -> bool:
 
     Uses ``ORCHESTRATOR_SLACK_WEBHOOK_URL`` when set; otherwise the text is only logged.
     """
-    url = ctx.settings.slack_webhook_url
+    from workflows.settings import pipeline_settings
+
+    url = pipeline_settings(ctx.settings).slack_webhook_url
     notifier = SlackNotifier(url.get_secret_value() if url is not None else None, ctx.logger)
     return await notifier.post(text)

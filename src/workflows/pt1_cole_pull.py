@@ -22,9 +22,7 @@ from typing import Any
 
 from pydantic import Field
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError
-from orchestrator.registry import Workflow
+from orchestrator import PermanentError, Workflow, WorkflowContext
 from workflows.clients import get_client
 from workflows.cole import (
     FIELD_NAMES,
@@ -38,6 +36,7 @@ from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
+from workflows.settings import pipeline_settings
 
 STAGE_COLUMNS = ("row_number", *FIELD_NAMES, "zip5", "dedupe_key")
 _COLUMN_LIST = ", ".join(STAGE_COLUMNS)
@@ -90,7 +89,7 @@ def _stage_text(export: ColeExport) -> list[str]:
 async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     conn = ctx.connection
     client = await get_client(conn, data.client)
-    inbox = Path(ctx.settings.cole_inbox)
+    inbox = Path(pipeline_settings(ctx.settings).cole_inbox)
     files = _resolve_files(inbox, data)
     # Parsing is CPU work: off the event loop, so heartbeats and other jobs keep going.
     exports = [

@@ -20,9 +20,7 @@ from typing import Any
 
 from psycopg.rows import DictRow
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError
-from orchestrator.registry import Workflow
+from orchestrator import PermanentError, Workflow, WorkflowContext
 from workflows.clay import ClayWebhook
 from workflows.clients import get_client
 from workflows.copy_format import copy_text_blocks
@@ -44,6 +42,7 @@ from workflows.formatting import (
 )
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
+from workflows.settings import pipeline_settings
 from workflows.windows import window_for_day
 
 CLEANED_COLUMNS = (
@@ -207,7 +206,8 @@ def _cleaned_text(kept: list[Candidate], client_id: int, month: date, check: str
 
 async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[str, bool], str]:
     """Debounce verdicts for ``emails`` (cached in email_checks), or all-True without a key."""
-    key = ctx.settings.debounce_api_key
+    settings = pipeline_settings(ctx.settings)
+    key = settings.debounce_api_key
     if key is None:
         return dict.fromkeys(emails, True), "syntax"
     conn = ctx.connection
@@ -218,7 +218,7 @@ async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[st
     missing = [e for e in emails if e not in verdicts]
     if missing:
         async with DebounceClient(
-            key.get_secret_value(), base_url=ctx.settings.debounce_url
+            key.get_secret_value(), base_url=settings.debounce_url
         ) as debounce:
             # Committed batch by batch: a failure part way (no credits, an outage) costs at
             # most one batch of checks on the next attempt, not all of them again.
@@ -312,14 +312,15 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
 
 
 async def _push_to_clay(ctx: WorkflowContext, kept: list[Candidate]) -> int:
-    url = ctx.settings.clay_webhook_url
+    settings = pipeline_settings(ctx.settings)
+    url = settings.clay_webhook_url
     if url is None:
         raise PermanentError("push_to_clay needs ORCHESTRATOR_CLAY_WEBHOOK_URL")
     if len(kept) > CLAY_TABLE_MAX_ROWS:
         raise PermanentError(
             f"{len(kept)} rows exceed a Clay table's {CLAY_TABLE_MAX_ROWS} row limit"
         )
-    auth = ctx.settings.clay_webhook_auth
+    auth = settings.clay_webhook_auth
     webhook = ClayWebhook(url.get_secret_value(), auth.get_secret_value() if auth else None)
     rows = [
         {

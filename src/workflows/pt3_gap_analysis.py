@@ -13,9 +13,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError
-from orchestrator.registry import Workflow
+from orchestrator import PermanentError, Workflow, WorkflowContext
 from workflows.clients import get_client
 from workflows.gaps import build_gap_report, sample_evenly_by_zip
 from workflows.inputs import ClientMonth

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError
-from orchestrator.registry import Workflow
+from orchestrator import PermanentError, Workflow, WorkflowContext
 from workflows.clients import Client, emailbison_api, emailbison_key, get_client
 from workflows.emailbison import (
     MAX_LEADS_PER_REQUEST,

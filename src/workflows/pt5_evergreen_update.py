@@ -15,9 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError
-from orchestrator.registry import Workflow
+from orchestrator import PermanentError, Workflow, WorkflowContext
 from workflows.clients import Client, emailbison_api, emailbison_key, get_client
 from workflows.emailbison import Campaign, EmailBisonClient
 from workflows.notify import notify

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from zoneinfo import ZoneInfo
 
-from orchestrator.schedules import Schedule, ScheduleContext
+from orchestrator import Schedule, ScheduleContext
 from workflows.clients import list_clients
 from workflows.windows import (
     SCHEDULE_TIMEZONE,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance._support import (
+from tests.fix_cli import (
     cli,
     cli_many,
     job_status,

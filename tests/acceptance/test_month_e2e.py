@@ -21,8 +21,8 @@ import pytest
 from psycopg.rows import dict_row
 
 from tests.fix_db import subprocess_env
-from workflows.emailbison.local_server import LocalEmailBison
-from workflows.synthetic import generate_exports
+from workflows.standins.emailbison_server import LocalEmailBison
+from workflows.standins.synthetic import generate_exports
 from workflows.windows import evergreen_name, upload_date_for_window, windows_for_month
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.acceptance._support import ROOT, cli, job_status, rows, run_rows
+from tests.fix_cli import ROOT, cli, job_status, rows, run_rows
 from tests.fix_db import subprocess_env
 
 APP = "--app=orchestrator.procrastinate_app.app"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance._support import cli, job_status, run_rows, wait_until, worker
+from tests.fix_cli import cli, job_status, run_rows, wait_until, worker
 
 #: A retry due at time T starts by T + this many seconds.
 LATENESS = 1.5

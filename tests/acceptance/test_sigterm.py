@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance._support import cli, job_status, rows, run_rows, wait_until, worker
+from tests.fix_cli import cli, job_status, rows, run_rows, wait_until, worker
 
 SHUTDOWN_TIMEOUT = 1.0
 

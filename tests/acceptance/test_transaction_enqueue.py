@@ -10,8 +10,8 @@ import asyncio
 
 import psycopg
 
-from orchestrator.app import Orchestrator
-from tests.integration.core._support import effects, job_count, running_worker, wait_for_status
+from orchestrator import Orchestrator
+from tests.fix_worker import effects, job_count, running_worker, wait_for_status
 
 
 class HandlerFailed(Exception):

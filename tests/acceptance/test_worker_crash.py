@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance._support import cli, job_status, rows, run_rows, wait_until, worker
+from tests.fix_cli import cli, job_status, rows, run_rows, wait_until, worker
 
 #: ORCHESTRATOR_STALLED_AFTER, _RECOVERY_INTERVAL and _HEARTBEAT_INTERVAL of subprocess_env.
 STALLED_AFTER, RECOVERY_INTERVAL, HEARTBEAT_INTERVAL = 2.0, 1.0, 0.5

@@ -37,10 +37,10 @@ from typing import Any, Self
 import psycopg
 from psycopg.rows import DictRow, dict_row
 
-from orchestrator.app import Orchestrator
-from orchestrator.enqueue import JobRequest
-from orchestrator.registry import Registry
-from tests.fix_db import subprocess_env, test_registry, test_settings
+from orchestrator import Orchestrator
+from orchestrator._enqueue import JobRequest
+from orchestrator._registry import Registry
+from tests.fix_db import registry_for_tests, settings_for_tests, subprocess_env
 
 #: Jobs per scenario (each one a row in ``test_effects``).
 DEFAULT_JOBS = 2_000
@@ -313,8 +313,8 @@ class ChaosRun:
         self.database_url = database_url
         self.db = Db(database_url)
         self.orch = Orchestrator(
-            test_settings(connect_timeout=connect_timeout),
-            registry=registry or test_registry(),
+            settings_for_tests(connect_timeout=connect_timeout),
+            registry=registry or registry_for_tests(),
             schedules=[],
             database_url=database_url,
         )

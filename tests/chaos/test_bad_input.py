@@ -23,15 +23,15 @@ from typing import Any
 
 import pytest
 
-from orchestrator.enqueue import JobRequest
-from orchestrator.errors import InvalidPayload, PermanentError, RetryableError, UnknownWorkflow
+from orchestrator._enqueue import JobRequest
+from orchestrator._errors import InvalidPayload, PermanentError, RetryableError, UnknownWorkflow
 from tests.chaos.harness import ChaosRun, Db, pipeline_registry, record, run_cli
 from tests.fix_db import subprocess_env
 from workflows.clients import ClientSpec, add_client
 from workflows.cole import COLE_COLUMNS
 from workflows.emailbison import errors as bison_errors
-from workflows.emailbison.local_server import LocalEmailBison
-from workflows.synthetic import generate_exports
+from workflows.standins.emailbison_server import LocalEmailBison
+from workflows.standins.synthetic import generate_exports
 
 pytestmark = pytest.mark.chaos
 

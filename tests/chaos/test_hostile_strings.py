@@ -32,8 +32,8 @@ from psycopg import sql
 from tests.chaos.harness import ChaosRun, CliResult, free_port, pipeline_registry, record, run_cli
 from tests.fix_db import subprocess_env
 from workflows.cole import export_dir
-from workflows.emailbison.local_server import LocalEmailBison
-from workflows.synthetic import generate_exports, write_export
+from workflows.standins.emailbison_server import LocalEmailBison
+from workflows.standins.synthetic import generate_exports, write_export
 from workflows.windows import evergreen_name, upload_date_for_window, windows_for_month
 
 pytestmark = pytest.mark.chaos

@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from orchestrator.database import with_database
-from orchestrator.enqueue import JobRequest
-from orchestrator.migrate import upgrade
+from orchestrator._database import with_database
+from orchestrator._enqueue import JobRequest
+from orchestrator._migrate import upgrade
 from tests.chaos.harness import DEFAULT_JOBS, ChaosRun, record
 from tests.chaos.own_server import OwnPostgres
 from tests.fix_db import TEST_TABLES, subprocess_env

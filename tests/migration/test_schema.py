@@ -26,9 +26,9 @@ import pytest
 from alembic.script import ScriptDirectory
 from psycopg import sql
 
-from orchestrator.database import with_database
-from orchestrator.migrate import alembic_config, current_revisions, head_revisions
-from orchestrator.procrastinate_schema import migration_files, read_sql, revision_id
+from orchestrator._database import with_database
+from orchestrator._migrate import alembic_config, current_revisions, head_revisions
+from orchestrator._procrastinate_schema import migration_files, read_sql, revision_id
 from tests.fix_db import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """EmailBison, the cold-email sending platform: typed async client and its errors.
 
 :class:`EmailBisonClient` is the only way the workflows talk to EmailBison. The local
-stand-in server used by tests and the demo lives in :mod:`workflows.emailbison.local_server`
+stand-in server used by tests and the demo lives in :mod:`workflows.standins.emailbison_server`
 and is deliberately not imported here.
 """
 

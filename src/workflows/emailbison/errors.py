@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from orchestrator.errors import PermanentError, RetryableError, WorkflowError
+from orchestrator import PermanentError, RetryableError, WorkflowError
 
 __all__ = [
     "EmailBisonAuthError",

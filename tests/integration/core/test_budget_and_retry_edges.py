@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from psycopg.types.json import Jsonb
 
-from orchestrator.app import Orchestrator
-from orchestrator.errors import DuplicateJob
-from tests.integration.core._support import (
+from orchestrator import Orchestrator
+from orchestrator._errors import DuplicateJob
+from tests.fix_worker import (
     execute,
     run_statuses,
     running_worker,

@@ -8,11 +8,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from orchestrator.app import Orchestrator
-from orchestrator.enqueue import JobRequest
-from orchestrator.errors import DuplicateJob, InvalidPayload, UnknownWorkflow
+from orchestrator import Orchestrator
+from orchestrator._enqueue import JobRequest
+from orchestrator._errors import DuplicateJob, InvalidPayload, UnknownWorkflow
 from tests.fix_db import wait_for
-from tests.integration.core._support import (
+from tests.fix_worker import (
     effects,
     fetch,
     job,
@@ -92,8 +92,8 @@ async def test_oversized_payload_is_refused(database_url: str) -> None:
     from tests import fix_db
 
     big = Orchestrator(
-        fix_db.test_settings(max_payload_bytes=1000),
-        registry=fix_db.test_registry(),
+        fix_db.settings_for_tests(max_payload_bytes=1000),
+        registry=fix_db.registry_for_tests(),
         schedules=[],
         database_url=database_url,
     )
@@ -310,8 +310,8 @@ async def test_notify_wakes_a_worker_without_polling(database_url: str) -> None:
     from tests import fix_db
 
     slow_poll = Orchestrator(
-        fix_db.test_settings(poll_interval=30),
-        registry=fix_db.test_registry(),
+        fix_db.settings_for_tests(poll_interval=30),
+        registry=fix_db.registry_for_tests(),
         schedules=[],
         database_url=database_url,
     )

@@ -13,10 +13,10 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from orchestrator.app import Orchestrator
-from orchestrator.recovery import MAX_ABANDONED, RECOVERY_LOCK_KEY
+from orchestrator import Orchestrator
+from orchestrator._recovery import MAX_ABANDONED, RECOVERY_LOCK_KEY
 from tests.fix_db import wait_for
-from tests.integration.core._support import (
+from tests.fix_worker import (
     effects,
     execute,
     fetch,

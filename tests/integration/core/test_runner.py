@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from orchestrator.app import Orchestrator
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import JobNotFound, OrchestratorError, PermanentError
-from orchestrator.registry import Workflow
-from orchestrator.retry import RetryPolicy
+from orchestrator import Orchestrator
+from orchestrator._context import WorkflowContext
+from orchestrator._errors import JobNotFound, OrchestratorError, PermanentError
+from orchestrator._registry import Workflow
+from orchestrator._retry import RetryPolicy
 from tests import fix_db
-from tests.integration.core._support import (
+from tests.fix_worker import (
     effects,
     execute,
     fetch,
@@ -75,11 +75,11 @@ EXTRA: list[Workflow[Any]] = [
 
 @pytest.fixture
 async def orch_extra(database_url: str) -> AsyncIterator[Orchestrator]:
-    registry = fix_db.test_registry()
+    registry = fix_db.registry_for_tests()
     for workflow in EXTRA:
         registry.register(workflow)
     orchestrator = Orchestrator(
-        fix_db.test_settings(), registry=registry, schedules=[], database_url=database_url
+        fix_db.settings_for_tests(), registry=registry, schedules=[], database_url=database_url
     )
     async with orchestrator:
         yield orchestrator

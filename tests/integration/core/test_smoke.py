@@ -3,8 +3,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from orchestrator.app import Orchestrator
-from orchestrator.worker import run_worker
+from orchestrator import Orchestrator
+from orchestrator._worker import run_worker
 from tests.fix_db import wait_for
 
 

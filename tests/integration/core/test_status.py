@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app import Orchestrator
-from orchestrator.errors import JobNotFound, UnknownWorkflow
-from orchestrator.status import STATES
-from tests.integration.core._support import execute, fetch, running_worker, wait_for_status
+from orchestrator import Orchestrator
+from orchestrator._errors import JobNotFound, UnknownWorkflow
+from orchestrator._status import STATES
+from tests.fix_worker import execute, fetch, running_worker, wait_for_status
 
 #: (workflow, procrastinate status, delayed?) -> expected state
 JOBS: list[tuple[str, str, bool, str]] = [

@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import PermanentError, RetryableError
+from orchestrator._context import WorkflowContext
+from orchestrator._errors import PermanentError, RetryableError
 from workflows.clay import (
     MAX_ROWS_PER_WEBHOOK,
     ClayPermanentError,

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 import workflows.emailbison as emailbison
-from orchestrator.errors import PermanentError, RetryableError
+from orchestrator._errors import PermanentError, RetryableError
 from workflows.emailbison import (
     CustomVariable,
     EmailBisonAuthError,
@@ -23,7 +23,7 @@ from workflows.emailbison import (
     LeadIn,
     LeadValidationError,
 )
-from workflows.emailbison.local_server import LocalEmailBison
+from workflows.standins.emailbison_server import LocalEmailBison
 
 API_KEY = "eb-test-key-7f3a9c51d2"
 OTHER_KEY = "eb-other-workspace-key-1c2d"

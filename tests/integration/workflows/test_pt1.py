@@ -9,9 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from orchestrator.app import Orchestrator
-from orchestrator.errors import PermanentError
-from tests.integration.workflows.conftest import ClientFactory, fetch, person, run_job, scalar
+from orchestrator import Orchestrator
+from orchestrator._errors import PermanentError
+from tests.fix_pipeline import ClientFactory, fetch, person, run_job, scalar
 from workflows.cole import COLE_COLUMNS, ColeFormatError, export_dir
 
 MONTH = "2026-08"

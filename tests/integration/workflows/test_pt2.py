@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app import Orchestrator
-from tests.integration.workflows.conftest import (
+from orchestrator import Orchestrator
+from tests.fix_pipeline import (
     FINISHED,
     ClientFactory,
     PipelineFactory,

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app import Orchestrator
-from tests.integration.workflows.conftest import (
+from orchestrator import Orchestrator
+from tests.fix_pipeline import (
     KEY_ENV,
     Bison,
     ClientFactory,
@@ -30,8 +30,8 @@ from tests.integration.workflows.conftest import (
     seed_leads,
 )
 from workflows.clients import Client
-from workflows.emailbison.local_server import RequestRecord
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
+from workflows.standins.emailbison_server import RequestRecord
 
 MONTH = "2026-09"
 UPSERT = "/api/leads/create-or-update/multiple"

@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from orchestrator.app import Orchestrator
-from orchestrator.errors import InvalidPayload
-from tests.integration.workflows.conftest import (
+from orchestrator import Orchestrator
+from orchestrator._errors import InvalidPayload
+from tests.fix_pipeline import (
     Bison,
     ClientFactory,
     fetch,

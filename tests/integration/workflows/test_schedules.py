@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.app import Orchestrator
-from orchestrator.schedules import ScheduleContext, ScheduleHandler
-from tests.fix_db import test_settings as settings_for_tests
-from tests.integration.workflows.conftest import ClientFactory, fetch, scalar
+from orchestrator import Orchestrator
+from orchestrator._schedules import ScheduleContext, ScheduleHandler
+from tests.fix_db import settings_for_tests
+from tests.fix_pipeline import ClientFactory, fetch, scalar
 from workflows import schedules
 
 ACTIVE = ("Active One", "Active Two & Sons")

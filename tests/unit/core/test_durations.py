@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.durations import parse_duration
+from orchestrator._durations import parse_duration
 
 
 @pytest.mark.parametrize(

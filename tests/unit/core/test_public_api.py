@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import errors
-from orchestrator.app import Orchestrator
-from orchestrator.context import WorkflowContext
-from orchestrator.enqueue import JobRequest
+from orchestrator import Orchestrator
+from orchestrator import _errors as errors
+from orchestrator._context import WorkflowContext
+from orchestrator._enqueue import JobRequest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,7 +46,6 @@ def test_docstring_is_the_default_message(cls: type[errors.OrchestratorError]) -
 def test_retryable_error_carries_retry_after() -> None:
     assert errors.RetryableError("x").retry_after is None
     assert errors.RetryableError("x", retry_after=30).retry_after == 30
-    assert errors.DuplicateJob("x", existing_job_id=4).existing_job_id == 4
 
 
 def test_enqueue_signature() -> None:
@@ -72,7 +71,7 @@ def test_workflow_context_hides_the_queue_and_the_pool() -> None:
         "settings",
         "logger",
     }
-    assert _imported_modules(ROOT / "src" / "orchestrator" / "context.py").isdisjoint(
+    assert _imported_modules(ROOT / "src" / "orchestrator" / "_context.py").isdisjoint(
         {"procrastinate", "psycopg_pool"}
     )
 

@@ -7,7 +7,7 @@ from importlib import resources
 
 import pytest
 
-from orchestrator.queries import QUERIES, _load
+from orchestrator._queries import QUERIES, _load
 
 SOURCE = resources.files("orchestrator").joinpath("sql/queries.sql").read_text(encoding="utf-8")
 DECLARED = re.findall(r"^-- ([a-z_]+) --$", SOURCE, flags=re.MULTILINE)

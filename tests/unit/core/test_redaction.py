@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from orchestrator.redaction import MASK, SecretScrubber, redact_payload, redact_url
+from orchestrator._redaction import MASK, SecretScrubber, redact_payload, redact_url
 
 
 @pytest.mark.parametrize(

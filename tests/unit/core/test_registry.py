@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from orchestrator.context import WorkflowContext
-from orchestrator.errors import InvalidPayload, UnknownWorkflow
-from orchestrator.registry import Registry, Workflow
-from orchestrator.retry import RetryPolicy
+from orchestrator._context import WorkflowContext
+from orchestrator._errors import InvalidPayload, UnknownWorkflow
+from orchestrator._registry import Registry, Workflow
+from orchestrator._retry import RetryPolicy
 from tests import fix_db
 
 
@@ -34,7 +34,7 @@ def _workflow(name: str, *aliases: str) -> Workflow[Any]:
 
 
 def test_names_are_sorted_canonical_names() -> None:
-    registry = fix_db.test_registry()
+    registry = fix_db.registry_for_tests()
     assert registry.names() == [
         "chain",
         "crash",
@@ -51,19 +51,19 @@ def test_names_are_sorted_canonical_names() -> None:
 
 @pytest.mark.parametrize("name", ["write_row", "write", "WRITE", "  write_row  "])
 def test_aliases_and_case_resolve_to_the_same_workflow(name: str) -> None:
-    registry = fix_db.test_registry()
+    registry = fix_db.registry_for_tests()
     assert registry.get(name).name == "write_row"
     assert name in registry
 
 
 def test_contains_rejects_unknown_and_non_strings() -> None:
-    registry = fix_db.test_registry()
+    registry = fix_db.registry_for_tests()
     assert "nope" not in registry
     assert 3 not in registry
 
 
 def test_unknown_workflow_message_names_it_and_lists_known_ones() -> None:
-    registry = fix_db.test_registry()
+    registry = fix_db.registry_for_tests()
     with pytest.raises(UnknownWorkflow) as info:
         registry.get("pt9")
     message = str(info.value)
@@ -157,4 +157,4 @@ def test_workflow_defaults() -> None:
     assert workflow.retry is None
     assert workflow.queue == "default"
     assert workflow.secret_fields == frozenset()
-    assert fix_db.test_registry().get("flaky_fast").retry == RetryPolicy(attempts=3, delay=0.2)
+    assert fix_db.registry_for_tests().get("flaky_fast").retry == RetryPolicy(attempts=3, delay=0.2)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator.retry import (
+from orchestrator._retry import (
     UNRECORDED_RETRY_LIMIT,
     AttemptFailed,
     DecidedRetryStrategy,
@@ -62,24 +62,24 @@ def test_invalid_policies_are_refused(kwargs: dict[str, float]) -> None:
 
 
 def test_effective_policy_defaults_to_the_settings() -> None:
-    assert effective_policy(None, fix_db.test_settings()) == RetryPolicy()
-    settings = fix_db.test_settings(default_attempts=5, default_retry_delay=1.0)
+    assert effective_policy(None, fix_db.settings_for_tests()) == RetryPolicy()
+    settings = fix_db.settings_for_tests(default_attempts=5, default_retry_delay=1.0)
     policy = effective_policy(None, settings)
     assert (policy.attempts, policy.waits()) == (5, [1.0, 2.0, 4.0, 8.0])
 
 
 def test_workflow_policy_wins_over_the_settings() -> None:
-    settings = fix_db.test_settings(default_attempts=7)
+    settings = fix_db.settings_for_tests(default_attempts=7)
     own = RetryPolicy(attempts=2, delay=0.5)
     assert effective_policy(own, settings) is own
 
 
 def test_per_job_attempts_override_keeps_the_waits() -> None:
     own = RetryPolicy(attempts=2, delay=0.5, factor=3, max_delay=4)
-    policy = effective_policy(own, fix_db.test_settings(), attempts_override=4)
+    policy = effective_policy(own, fix_db.settings_for_tests(), attempts_override=4)
     assert policy == RetryPolicy(attempts=4, delay=0.5, factor=3, max_delay=4)
     assert policy.waits() == [0.5, 1.5, 4.0]
-    assert effective_policy(None, fix_db.test_settings(), attempts_override=1).waits() == []
+    assert effective_policy(None, fix_db.settings_for_tests(), attempts_override=1).waits() == []
 
 
 def _job(attempts: int = 0) -> SimpleNamespace:

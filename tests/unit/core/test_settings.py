@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import ConfigurationError
-from orchestrator.settings import Settings, load_settings
+from orchestrator._errors import ConfigurationError
+from orchestrator._settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)

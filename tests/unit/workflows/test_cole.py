@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import PermanentError
+from orchestrator._errors import PermanentError
 from workflows.cole import (
     COLE_COLUMNS,
     COPY_COLUMNS,

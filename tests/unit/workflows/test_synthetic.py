@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from workflows.cole import FIELD_NAMES, ColeExport, ColeRow, discover_exports, read_export
-from workflows.synthetic import (
+from workflows.standins.synthetic import (
     MAX_ROWS_PER_FILE,
     generate_exports,
     generate_rows,

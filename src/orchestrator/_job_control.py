@@ -1,0 +1,70 @@
+"""Job control: one job's state, run history, and the operator's retry and cancel.
+
+Each function takes a pool and answers from the documented views or changes one job; the
+:class:`~orchestrator.Orchestrator` methods of the same names call them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from procrastinate.manager import JobManager
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
+
+from orchestrator import _status as status
+from orchestrator._driver_errors import constraint_name
+from orchestrator._errors import DuplicateJob, JobNotFound, OrchestratorError
+from orchestrator._queries import QUERIES
+
+Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+#: procrastinate's unique index of waiting jobs per queueing lock (our dedupe key).
+QUEUEING_LOCK_CONSTRAINT = "procrastinate_jobs_queueing_lock_idx_v1"
+FINISHED_STATES = ("completed", "failed", "cancelled")
+
+
+async def get_job(pool: Pool, job_id: int) -> dict[str, Any]:
+    async with pool.connection() as conn:
+        job = await status.get_job(conn, job_id)
+    if job is None:
+        raise JobNotFound(f"no workflow job with id {job_id}")
+    return job
+
+
+async def list_runs(pool: Pool, **filters: Any) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        return await status.list_runs(conn, **filters)
+
+
+async def retry_job(pool: Pool, job_id: int) -> None:
+    """Send a failed or cancelled job back to the queue with a fresh attempt budget."""
+    job = await get_job(pool, job_id)
+    if job["state"] not in ("failed", "cancelled"):
+        raise OrchestratorError(
+            f"job {job_id} is {job['state']}; only failed or cancelled jobs can be retried"
+        )
+    async with pool.connection() as conn:
+        try:
+            cursor = await conn.execute(QUERIES["retry_failed_job"], {"job_id": job_id})
+        except psycopg.errors.UniqueViolation as exc:
+            if constraint_name(exc) != QUEUEING_LOCK_CONSTRAINT:
+                raise
+            raise DuplicateJob(
+                f"job {job_id} not retried: another waiting job holds its dedupe key "
+                f"{job['dedupe_key']!r}"
+            ) from None
+        if await cursor.fetchone() is None:
+            raise OrchestratorError(f"job {job_id} changed state; not retried")
+
+
+async def cancel_job(pool: Pool, job_manager: JobManager, job_id: int) -> str:
+    """Cancel a waiting job, or ask a running one to abort. Returns what happened."""
+    job = await get_job(pool, job_id)
+    if job["state"] in FINISHED_STATES:
+        raise OrchestratorError(f"job {job_id} is already {job['state']}")
+    done = await job_manager.cancel_job_by_id_async(job_id, abort=True)
+    if not done:
+        raise OrchestratorError(f"job {job_id} could not be cancelled (it just finished?)")
+    return "abort requested" if job["state"] == "active" else "cancelled"

@@ -1,0 +1,21 @@
+"""procrastinate migration 00.17.00_04_add_checks_to_retry_job.sql
+
+Applies the SQL file of that name shipped inside the installed procrastinate package.
+"""
+
+from orchestrator._procrastinate_schema import upgrade_from_file
+
+revision = "pc_00_17_00_04"
+down_revision = "pc_00_17_00_03"
+branch_labels = None
+depends_on = None
+
+SQL_FILE = "00.17.00_04_add_checks_to_retry_job.sql"
+
+
+def upgrade() -> None:
+    upgrade_from_file(SQL_FILE)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("procrastinate migrations are forward-only")

@@ -1,0 +1,21 @@
+"""procrastinate migration 02.00.03_01_add_job_priority.sql
+
+Applies the SQL file of that name shipped inside the installed procrastinate package.
+"""
+
+from orchestrator._procrastinate_schema import upgrade_from_file
+
+revision = "pc_02_00_03_01"
+down_revision = "pc_01_01_01_01"
+branch_labels = None
+depends_on = None
+
+SQL_FILE = "02.00.03_01_add_job_priority.sql"
+
+
+def upgrade() -> None:
+    upgrade_from_file(SQL_FILE)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("procrastinate migrations are forward-only")

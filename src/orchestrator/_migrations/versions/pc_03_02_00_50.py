@@ -1,0 +1,21 @@
+"""procrastinate migration 03.02.00_50_post_batch_defer_jobs.sql
+
+Applies the SQL file of that name shipped inside the installed procrastinate package.
+"""
+
+from orchestrator._procrastinate_schema import upgrade_from_file
+
+revision = "pc_03_02_00_50"
+down_revision = "pc_03_02_00_01"
+branch_labels = None
+depends_on = None
+
+SQL_FILE = "03.02.00_50_post_batch_defer_jobs.sql"
+
+
+def upgrade() -> None:
+    upgrade_from_file(SQL_FILE)
+
+
+def downgrade() -> None:
+    raise NotImplementedError("procrastinate migrations are forward-only")

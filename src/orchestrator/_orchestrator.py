@@ -1,0 +1,264 @@
+"""The composition root: settings, workflows, one pool and the procrastinate ``App``.
+
+:class:`Orchestrator` is the only object that knows both procrastinate and the workflows
+(through the registry the plugins fill). Example from application code::
+
+    async with Orchestrator() as orch:
+        job_id = await orch.enqueue_workflow("pt1", {"client": "Acme", "month": "2026-03"})
+        print((await orch.queue_status()).as_dict())
+
+Code that needs the database outside a job (CLI commands, the demo) uses
+:meth:`Orchestrator.transaction`, never the pool.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import procrastinate
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from orchestrator import _enqueue as enqueue_module
+from orchestrator import _job_control as job_control
+from orchestrator import _recovery as recovery
+from orchestrator import _status as status
+from orchestrator import _tasks as tasks
+from orchestrator._database import check_connection, resolve_database_url
+from orchestrator._driver_errors import driver_errors, translated
+from orchestrator._errors import DuplicateJob
+from orchestrator._plugins import load_registry, plugin_secrets
+from orchestrator._pool import CheckedPool
+from orchestrator._queries import QUERIES
+from orchestrator._redaction import SecretScrubber
+from orchestrator._registry import Registry
+from orchestrator._runner import Runner
+from orchestrator._schedules import Schedule
+from orchestrator._settings import Settings, load_settings
+
+Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+
+class Orchestrator:
+    """Settings + registry + pool + procrastinate App, opened and closed together."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        registry: Registry | None = None,
+        schedules: Sequence[Schedule] | None = None,
+        database_url: str | None = None,
+        worker: bool = False,
+    ) -> None:
+        """``worker=True`` tunes the pool for a worker process (see :mod:`orchestrator._pool`).
+
+        Without ``registry``, the workflows and schedules of every plugin are registered.
+        """
+        self.settings = settings or load_settings()
+        self._worker = worker
+        if registry is None:
+            registry, loaded = load_registry(self.settings.workflow_modules)
+            schedules = loaded if schedules is None else schedules
+        self.registry = registry
+        self.schedules = list(schedules or [])
+        self._database_url = database_url
+        self._runner: Runner | None = None
+        self.scrubber = SecretScrubber.from_environment(
+            [self.settings.database_url, *plugin_secrets(self.settings)]
+        )
+        self._connector = procrastinate.PsycopgConnector(
+            pool_factory=cast(Callable[..., AsyncConnectionPool[Any]], self._make_pool)
+        )
+        self.app = procrastinate.App(
+            connector=self._connector,
+            worker_defaults={
+                "fetch_job_polling_interval": self.settings.poll_interval,
+                "update_heartbeat_interval": self.settings.heartbeat_interval,
+                "stalled_worker_timeout": self.settings.stalled_after,
+                "shutdown_graceful_timeout": self.settings.shutdown_timeout,
+                "concurrency": self.settings.concurrency,
+            },
+        )
+        for workflow in self.registry:
+            tasks.register_workflow(self, workflow)
+        tasks.register_maintenance(self)
+        for schedule in self.schedules:
+            tasks.register_schedule(self, schedule)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def database_url(self) -> str:
+        if self._database_url is None:
+            self._database_url = resolve_database_url(self.settings)
+        return self._database_url
+
+    def _make_pool(self, **kwargs: Any) -> Pool:
+        kwargs.pop("conninfo", None)
+        kwargs.pop("check", None)  # CheckedPool checks every checkout itself, without backoff
+        return CheckedPool(
+            conninfo=self.database_url,
+            min_size=self.settings.pool_min_size,
+            max_size=max(self.settings.pool_max_size, self.settings.concurrency + 4),
+            kwargs={"row_factory": dict_row, "connect_timeout": int(self.settings.connect_timeout)},
+            timeout=self.settings.connect_timeout * 3,
+            name="orchestrator",
+            trust_recent=self._worker,
+            **kwargs,
+        )
+
+    async def open(self) -> Orchestrator:
+        await check_connection(self.database_url, self.settings.connect_timeout)
+        with driver_errors("cannot open the connection pool"):
+            await self.app.open_async()
+        return self
+
+    async def close(self) -> None:
+        await self.app.close_async()
+        self._runner = None
+
+    async def __aenter__(self) -> Orchestrator:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def pool(self) -> Pool:
+        """The shared pool (engine internals only; others use :meth:`transaction`)."""
+        pool = cast(Pool, self._connector.pool)
+        return pool
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(
+                registry=self.registry,
+                settings=self.settings,
+                pool=self.pool,
+                enqueue=self.enqueue_workflow,
+                scrubber=self.scrubber,
+            )
+        return self._runner
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[DictRow]]:
+        """A pooled connection in a transaction: committed when the block ends normally,
+        rolled back when it raises. Rows come back as dicts.
+
+        Example::
+
+            async with orch.transaction() as conn:
+                await conn.execute("UPDATE clients SET active = false WHERE id = %s", [7])
+        """
+        with driver_errors():
+            async with self.pool.connection() as conn, conn.transaction():
+                yield conn
+
+    # -- enqueue ---------------------------------------------------------------------------
+
+    async def enqueue_workflow(
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        *,
+        delay: float | datetime.timedelta | None = None,
+        schedule_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        dedupe_key: str | None = None,
+        attempts: int | None = None,
+        queue: str | None = None,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> int:
+        """Enqueue one job and return its id.
+
+        With ``dedupe_key`` set and a job holding that key still waiting, nothing is inserted
+        and the waiting job's id is returned. With ``connection``, the insert joins that
+        connection's open transaction.
+        """
+        request = enqueue_module.JobRequest(
+            workflow=name,
+            payload=payload,
+            delay=delay,
+            schedule_at=schedule_at,
+            priority=priority,
+            dedupe_key=dedupe_key,
+            attempts=attempts,
+            queue=queue,
+        )
+        job = enqueue_module.build_job(self.registry, self.settings, request)
+        try:
+            ids = await enqueue_module.enqueue_jobs(self.app, [job], connection=connection)
+        except DuplicateJob:
+            existing = await self._waiting_job_with_key(dedupe_key, connection)
+            if existing is None:
+                raise
+            return existing
+        return ids[0]
+
+    async def enqueue_many(
+        self,
+        requests: Sequence[enqueue_module.JobRequest],
+        *,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+    ) -> list[int]:
+        """Validate every request, then insert them all in one round trip (all or nothing)."""
+        jobs = [enqueue_module.build_job(self.registry, self.settings, r) for r in requests]
+        return await enqueue_module.enqueue_jobs(self.app, jobs, connection=connection)
+
+    @translated("could not look up the waiting job")
+    async def _waiting_job_with_key(
+        self, key: str | None, connection: psycopg.AsyncConnection[Any] | None
+    ) -> int | None:
+        if key is None:
+            return None
+        if connection is not None:
+            cursor = connection.cursor(row_factory=dict_row)
+            await cursor.execute(QUERIES["waiting_job_by_dedupe_key"], {"key": key})
+            row = await cursor.fetchone()
+        else:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(QUERIES["waiting_job_by_dedupe_key"], {"key": key})
+                row = await cur.fetchone()
+        return None if row is None else int(row["id"])
+
+    # -- status and control ----------------------------------------------------------------
+
+    @translated("could not read the queue status")
+    async def queue_status(self) -> status.QueueStatus:
+        async with self.pool.connection() as conn:
+            return await status.queue_status(conn, self.registry.names())
+
+    @translated("could not read the runs")
+    async def list_runs(self, **filters: Any) -> list[dict[str, Any]]:
+        if filters.get("workflow"):
+            filters["workflow"] = self.registry.get(filters["workflow"]).name
+        return await job_control.list_runs(self.pool, **filters)
+
+    @translated("could not read the job")
+    async def get_job(self, job_id: int) -> dict[str, Any]:
+        return await job_control.get_job(self.pool, job_id)
+
+    @translated("could not retry the job")
+    async def retry_job(self, job_id: int) -> None:
+        """Send a failed or cancelled job back to the queue with a fresh attempt budget."""
+        await job_control.retry_job(self.pool, job_id)
+
+    @translated("could not cancel the job")
+    async def cancel_job(self, job_id: int) -> str:
+        """Cancel a waiting job, or ask a running one to abort. Returns what happened."""
+        return await job_control.cancel_job(self.pool, self.app.job_manager, job_id)
+
+    @translated("recovery sweep failed")
+    async def recover(self) -> recovery.RecoveryReport:
+        return await recovery.recover(
+            self.pool,
+            self.app.job_manager,
+            stalled_after=self.settings.stalled_after,
+            reconcile_after=self.settings.reconcile_after,
+        )

@@ -1,0 +1,123 @@
+"""Workflows by name: each maps to a pydantic input model, an async run function and a policy.
+
+Workflows are domain code. They are declared with :class:`Workflow` and collected in a
+:class:`Registry`; only the composition root (:mod:`orchestrator._orchestrator`) turns them into
+procrastinate tasks. Example::
+
+    class Input(BaseModel):
+        client: str
+
+    async def run(ctx: WorkflowContext, data: Input) -> dict[str, int]:
+        await ctx.connection.execute("INSERT INTO things (client) VALUES (%s)", [data.client])
+        return {"inserted": 1}
+
+    hello = Workflow(name="hello", input_model=Input, run=run, aliases=("say_hello",))
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator._errors import InvalidPayload, UnknownWorkflow
+from orchestrator._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from orchestrator._context import WorkflowContext
+
+InputT = TypeVar("InputT", bound=BaseModel)
+RunResult = Mapping[str, Any] | BaseModel | None
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Workflow(Generic[InputT]):
+    """One workflow: its name, aliases, input model, run function and retry policy.
+
+    ``retry=None`` takes the orchestrator's default policy (3 attempts, 5 s then 10 s).
+    """
+
+    name: str
+    input_model: type[InputT]
+    run: Callable[[WorkflowContext, InputT], Awaitable[RunResult]]
+    aliases: tuple[str, ...] = ()
+    retry: RetryPolicy | None = None
+    queue: str = "default"
+    description: str = ""
+    secret_fields: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        for name in (self.name, *self.aliases):
+            if not _NAME_RE.match(name):
+                raise ValueError(
+                    f"workflow name {name!r} must be lowercase letters, digits and _ "
+                    "(starting with a letter, at most 63 characters)"
+                )
+
+    def parse(self, payload: object) -> InputT:
+        """Validate a payload, raising :class:`InvalidPayload` with field-level reasons."""
+        if not isinstance(payload, Mapping):
+            raise InvalidPayload(
+                f"payload for workflow {self.name!r} must be a JSON object, "
+                f"got {type(payload).__name__}"
+            )
+        try:
+            return self.input_model.model_validate(dict(payload))
+        except ValidationError as exc:
+            raise InvalidPayload(
+                f"invalid payload for workflow {self.name!r}: {describe_validation_error(exc)}"
+            ) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``field: reason; other.field: reason`` with the offending fields named."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(p) for p in error["loc"]) or "(payload)"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class Registry:
+    """Workflows by canonical name and alias."""
+
+    def __init__(self, workflows: Iterable[Workflow[Any]] = ()) -> None:
+        self._by_name: dict[str, Workflow[Any]] = {}
+        self._aliases: dict[str, str] = {}
+        for workflow in workflows:
+            self.register(workflow)
+
+    def register(self, workflow: Workflow[Any]) -> None:
+        for name in (workflow.name, *workflow.aliases):
+            owner = self._aliases.get(name)
+            if owner is not None and owner != workflow.name:
+                raise ValueError(f"workflow name {name!r} is already taken by {owner!r}")
+        if workflow.name in self._by_name and self._by_name[workflow.name] is not workflow:
+            raise ValueError(f"workflow {workflow.name!r} is already registered")
+        self._by_name[workflow.name] = workflow
+        for name in (workflow.name, *workflow.aliases):
+            self._aliases[name] = workflow.name
+
+    def get(self, name: str) -> Workflow[Any]:
+        """The workflow registered under ``name`` or one of its aliases."""
+        canonical = self._aliases.get(name.strip().lower())
+        if canonical is None:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise UnknownWorkflow(f"unknown workflow {name!r} (known: {known})")
+        return self._by_name[canonical]
+
+    def names(self) -> list[str]:
+        return sorted(self._by_name)
+
+    def __iter__(self) -> Iterator[Workflow[Any]]:
+        return iter(self._by_name.values())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.strip().lower() in self._aliases
+
+    def __len__(self) -> int:
+        return len(self._by_name)

@@ -1,0 +1,280 @@
+"""Runs one attempt of a workflow job and keeps its ``agent_runs`` record.
+
+The sequence for every attempt:
+
+1. ``start_attempt`` (own transaction, committed at once so a ``running`` row is visible):
+   stops here if the job already has a ``succeeded`` row — a re-run after a crash that came
+   between our commit and procrastinate's status update — and marks attempts a dead worker
+   left ``running`` as ``abandoned``. It runs in autocommit mode, one round trip instead of
+   BEGIN, statement and COMMIT.
+2. The workflow runs on the same pooled connection (one checkout, one connection check per
+   attempt) inside a transaction; its success record is written in that same transaction,
+   so effects and record commit together or not at all.
+3. On failure the transaction is rolled back and the attempt recorded as ``retrying``,
+   ``failed`` or ``cancelled``; the retry decision travels to procrastinate in
+   :class:`~orchestrator._retry.AttemptFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import psycopg
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel
+
+from orchestrator._context import EnqueueInTransaction, WorkflowContext
+from orchestrator._queries import QUERIES
+from orchestrator._redaction import SecretScrubber, redact_payload
+from orchestrator._registry import Registry, Workflow
+from orchestrator._retry import (
+    AttemptFailed,
+    Cancelled,
+    RetryPolicy,
+    ShutdownAbort,
+    decide,
+    effective_policy,
+)
+from orchestrator._settings import Settings
+
+logger = logging.getLogger("orchestrator.runs")
+
+MAX_TRACEBACK_CHARS = 8_000
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    status: str
+    output: Any = None
+
+
+def worker_label(worker_id: int | None) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}" + (f"#{worker_id}" if worker_id else "")
+
+
+class Runner:
+    """Executes attempts for the workflows of one registry against one pool."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        settings: Settings,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+        enqueue: EnqueueInTransaction,
+        scrubber: SecretScrubber,
+    ) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.pool = pool
+        self.enqueue = enqueue
+        self.scrub = scrubber
+
+    async def run(
+        self,
+        *,
+        workflow_name: str,
+        payload: Mapping[str, Any],
+        job_id: int,
+        attempt: int,
+        queue: str,
+        worker_id: int | None,
+        attempts_override: int | None = None,
+        abort_reason: Callable[[], str | None] = lambda: None,
+    ) -> AttemptOutcome:
+        """Run one attempt; raise :class:`AttemptFailed` (with the decision) when it fails."""
+        workflow = self.registry.get(workflow_name)
+        policy = effective_policy(workflow.retry, self.settings, attempts_override)
+        started = time.monotonic()
+        log_fields: dict[str, Any] = {
+            "workflow": workflow.name,
+            "job_id": job_id,
+            "attempt": attempt,
+        }
+
+        failure: BaseException | None = None
+        async with self.pool.connection() as conn:
+            row = await _start_attempt(
+                conn,
+                {
+                    "job_id": job_id,
+                    "workflow": workflow.name,
+                    "attempt": attempt,
+                    "input": Jsonb(redact_payload(payload, workflow.secret_fields)),
+                    "worker": worker_label(worker_id),
+                    "queue": queue,
+                },
+            )
+            if row["succeeded_run_id"] is not None:
+                logger.info(
+                    "workflow %s job %s already succeeded (run %s); not running it again",
+                    workflow.name,
+                    job_id,
+                    row["succeeded_run_id"],
+                    extra={"event": "workflow.already_completed", **log_fields},
+                )
+                return AttemptOutcome(status="already_succeeded")
+            run_id: int = row["run_id"]
+            failures_before: int = row["failures"]
+            log_fields["run_id"] = run_id
+            try:
+                data = workflow.parse(payload)
+                output = await self._run_in_transaction(
+                    conn, workflow, data, run_id, job_id, attempt, policy.attempts
+                )
+            except BaseException as exc:
+                failure = exc
+        # The failure is recorded on another connection, once this one is back in the pool.
+        if failure is not None:
+            duration = time.monotonic() - started
+            if isinstance(failure, asyncio.CancelledError) and abort_reason() == "shutdown":
+                failure = ShutdownAbort("the worker shut down before the attempt finished")
+            await asyncio.shield(
+                self._record_failure(failure, run_id, failures_before, policy, log_fields, duration)
+            )
+        duration = time.monotonic() - started
+        logger.info(
+            "workflow %s job %s attempt %s succeeded in %.3f s",
+            workflow.name,
+            job_id,
+            attempt,
+            duration,
+            extra={"event": "workflow.completed", "duration_s": round(duration, 6), **log_fields},
+        )
+        return AttemptOutcome(status="succeeded", output=output)
+
+    async def _run_in_transaction(
+        self,
+        conn: psycopg.AsyncConnection[DictRow],
+        workflow: Workflow[Any],
+        data: BaseModel,
+        run_id: int,
+        job_id: int,
+        attempt: int,
+        max_attempts: int,
+    ) -> Any:
+        ctx = WorkflowContext(
+            connection=conn,
+            run_id=run_id,
+            job_id=job_id,
+            workflow=workflow.name,
+            attempt=attempt,
+            max_attempts=max_attempts,
+            settings=self.settings,
+            logger=logging.LoggerAdapter(
+                logging.getLogger(f"orchestrator.workflow.{workflow.name}"),
+                {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
+            ),
+            _enqueue=self.enqueue,
+        )
+        try:
+            result = await workflow.run(ctx, data)
+            output = _jsonable(result)
+            cursor = await conn.execute(
+                QUERIES["finish_success"], {"run_id": run_id, "output": Jsonb(output)}
+            )
+            if await cursor.fetchone() is None:
+                raise RuntimeError(f"agent_runs row {run_id} vanished before success")
+            await conn.commit()
+            return output
+        except BaseException:
+            await _rollback_quietly(conn)
+            raise
+
+    async def _record_failure(
+        self,
+        exc: BaseException,
+        run_id: int,
+        failures_before: int,
+        policy: RetryPolicy,
+        log_fields: dict[str, Any],
+        duration: float,
+    ) -> NoReturn:
+        cause = exc
+        verdict = decide(exc, failures_before, policy)
+        status, retry_in = verdict.status.value, verdict.retry_in
+        message = self.scrub(str(exc) or type(exc).__name__)
+        error: dict[str, Any] = {
+            "type": type(cause).__name__,
+            "message": message,
+            "traceback": self.scrub(
+                "".join(traceback.format_exception(cause))[-MAX_TRACEBACK_CHARS:]
+            ),
+        }
+        if retry_in is not None:
+            error["retry_in_s"] = retry_in
+        try:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    QUERIES["finish_failure"],
+                    {"run_id": run_id, "status": status, "error": Jsonb(error)},
+                )
+        except psycopg.Error:
+            logger.exception(
+                "could not record the outcome of run %s", run_id, extra={"event": "record_failed"}
+            )
+            raise
+        level = logging.ERROR if status == "failed" else logging.WARNING
+        logger.log(
+            level,
+            "workflow %s job %s attempt %s %s after %.3f s: %s: %s",
+            log_fields["workflow"],
+            log_fields["job_id"],
+            log_fields["attempt"],
+            status,
+            duration,
+            error["type"],
+            message,
+            extra={
+                "event": f"workflow.{status}",
+                "duration_s": round(duration, 6),
+                "error_type": error["type"],
+                "error_message": message,
+                "retry_in_s": retry_in,
+                **log_fields,
+            },
+        )
+        if status == "cancelled":
+            raise Cancelled(message) from exc
+        raise AttemptFailed(exc, retry_in=retry_in) from exc
+
+
+async def _start_attempt(conn: psycopg.AsyncConnection[DictRow], params: dict[str, Any]) -> DictRow:
+    """Run ``start_attempt`` as its own transaction, committed by the server in the same
+    round trip (autocommit), and leave the connection ready for the job's transaction."""
+    await conn.set_autocommit(True)
+    try:
+        cursor = await conn.execute(QUERIES["start_attempt"], params)
+        row = await cursor.fetchone()
+    finally:
+        if not conn.broken:  # a lost connection is dropped by the pool, not reused
+            await conn.set_autocommit(False)
+    assert row is not None
+    return row
+
+
+async def _rollback_quietly(conn: psycopg.AsyncConnection[DictRow]) -> None:
+    try:
+        await asyncio.shield(conn.rollback())
+    except (psycopg.Error, asyncio.CancelledError):
+        # A connection that cannot roll back is broken; closing it makes the pool drop it.
+        await conn.close()
+
+
+def _jsonable(result: Any) -> Any:
+    if result is None:
+        return None
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    return json.loads(json.dumps(result, default=str))
