@@ -12,6 +12,7 @@ what this module exports::
     Settings, load_settings, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
     describe_validation_error                             pydantic errors as one line
+    register_secret                                       mask a secret read at run time
     OrchestratorError, PermanentError, RetryableError, ...  (the exception tree)
 
 Example::
@@ -39,6 +40,7 @@ from orchestrator._errors import (
     WorkflowError,
 )
 from orchestrator._orchestrator import Orchestrator
+from orchestrator._redaction import register_secret
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
 from orchestrator._schedules import Schedule, ScheduleContext
@@ -76,6 +78,7 @@ __all__ = [
     "load_settings",
     "migrate",
     "queue_status",
+    "register_secret",
     "resolve_database_url",
     "with_database",
 ]

@@ -29,7 +29,7 @@ from orchestrator._orchestrator import Orchestrator
 from orchestrator._plugins import entry_point_plugins
 from orchestrator._redaction import SecretScrubber, redact_url
 from orchestrator._retry import effective_policy
-from orchestrator._settings import Settings, load_settings
+from orchestrator._settings import Settings, load_settings, secret_values
 from orchestrator._status import RUN_STATUSES, STATES
 
 Handler = Callable[[argparse.Namespace, Settings], Awaitable[int] | int]
@@ -133,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.log_format:
             overrides["log_format"] = args.log_format
         settings = load_settings(**overrides)
+        scrub.add(secret_values(settings))
         configure_logging(settings.log_level, settings.log_format, scrub)
         result = args.handler(args, settings)
         if asyncio.iscoroutine(result):

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from orchestrator._driver_errors import first_line
 from orchestrator._errors import DatabaseUnavailable
@@ -39,6 +40,7 @@ def resolve_database_url(settings: Settings) -> str:
         url = settings.database_url.get_secret_value().strip()
         if not url:
             raise DatabaseUnavailable("invalid setting ORCHESTRATOR_DATABASE_URL: empty")
+        validate_url(url)
         return url
     server_url = embedded_server_url(settings.data_dir)
     return ensure_database(server_url, settings.embedded_database)
@@ -141,8 +143,28 @@ def with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path="/" + quote(dbname), query=urlencode(query)))
 
 
+def validate_url(url: str) -> None:
+    """Refuse a database URL libpq cannot parse, without echoing any of it (libpq's own
+    parse errors quote the text, password included)."""
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme and scheme not in ("postgresql", "postgres"):
+        raise DatabaseUnavailable(
+            f"invalid setting ORCHESTRATOR_DATABASE_URL: scheme {scheme!r} is not supported; "
+            "expected postgresql://user:password@host:5432/dbname"
+        )
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error:
+        raise DatabaseUnavailable(
+            "invalid setting ORCHESTRATOR_DATABASE_URL: not a valid PostgreSQL URL; expected "
+            "postgresql://user:password@host:5432/dbname with special characters in the user "
+            "or password percent-encoded (e.g. %40 for @, %25 for %)"
+        ) from None
+
+
 async def check_connection(url: str, connect_timeout: float = 10.0) -> None:
     """Connect once, or raise :class:`DatabaseUnavailable` with the reason (no password)."""
+    validate_url(url)
     try:
         conn = await psycopg.AsyncConnection.connect(
             url, connect_timeout=max(1, int(connect_timeout))

@@ -26,6 +26,8 @@ from orchestrator._registry import Registry
 from orchestrator._settings import Settings
 
 MAX_PRIORITY = 1_000_000
+#: Nesting limit of job arguments, also enforced by a CHECK constraint on procrastinate_jobs.
+MAX_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class JobRequest:
 def build_job(registry: Registry, settings: Settings, request: JobRequest) -> Job:
     """Validate one request and turn it into a procrastinate job (nothing written)."""
     workflow = registry.get(request.workflow)
+    if _too_deep(request.payload, MAX_DEPTH - 2):  # job args wrap the payload in one level
+        raise InvalidPayload(
+            f"payload for workflow {workflow.name!r} nests deeper than {MAX_DEPTH - 2} levels"
+        )
     data = workflow.parse(request.payload)
     payload = data.model_dump(mode="json", exclude_unset=True, by_alias=True)
     text = json.dumps(payload)
@@ -93,6 +99,32 @@ def build_job(registry: Registry, settings: Settings, request: JobRequest) -> Jo
         scheduled_at=scheduled_at,
         priority=priority,
     )
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether a JSON-like value nests containers deeper than ``limit`` (no recursion)."""
+    level = [value]
+    depth = 0
+    while level:
+        level = [
+            child
+            for parent in level
+            for child in (
+                parent.values()
+                if isinstance(parent, dict)
+                else parent
+                if isinstance(parent, list)
+                else ()
+            )
+            if isinstance(child, dict | list)
+        ]
+        if isinstance(value, dict | list) and depth == 0:
+            depth = 1
+        if level:
+            depth += 1
+        if depth > limit:
+            return True
+    return False
 
 
 def _has_nul(value: Any) -> bool:

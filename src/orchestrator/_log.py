@@ -45,7 +45,19 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return self.scrub(json.dumps(data, default=str))
+        # Scrubbed before encoding (a secret holding a quote, a backslash or non-ASCII text
+        # changes when JSON-escaped) and after (anything the encoding itself produced).
+        return self.scrub(json.dumps(_scrubbed(data, self.scrub), default=str))
+
+
+def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, scrub) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(v, scrub) for v in value]
+    return value
 
 
 class TextFormatter(logging.Formatter):

@@ -38,7 +38,7 @@ from orchestrator._redaction import SecretScrubber
 from orchestrator._registry import Registry
 from orchestrator._runner import Runner
 from orchestrator._schedules import Schedule
-from orchestrator._settings import Settings, load_settings
+from orchestrator._settings import Settings, load_settings, secret_values
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 
@@ -69,8 +69,10 @@ class Orchestrator:
         self._database_url = database_url
         self._runner: Runner | None = None
         self.scrubber = SecretScrubber.from_environment(
-            [self.settings.database_url, *plugin_secrets(self.settings)]
+            [*secret_values(self.settings), *plugin_secrets(self.settings)]
         )
+        if database_url is not None:
+            self.scrubber.add([database_url])
         self._connector = procrastinate.PsycopgConnector(
             pool_factory=cast(Callable[..., AsyncConnectionPool[Any]], self._make_pool)
         )
@@ -96,6 +98,7 @@ class Orchestrator:
     def database_url(self) -> str:
         if self._database_url is None:
             self._database_url = resolve_database_url(self.settings)
+            self.scrubber.add([self._database_url])
         return self._database_url
 
     def _make_pool(self, **kwargs: Any) -> Pool:

@@ -8,10 +8,13 @@ variables whose names look like keys, tokens or passwords).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus, unquote
 
 from pydantic import SecretStr
 
@@ -33,7 +36,13 @@ def redact_url(url: str) -> str:
     >>> redact_url("postgresql://app:s3cret@db:5432/jobs")
     'postgresql://app:***@db:5432/jobs'
     """
-    redacted = re.sub(r"(://[^:/@?#\s]*:)[^@/?#\s]*@", r"\1***@", url)
+    redacted = url
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", url):  # a whole URL: any password shape
+        credentials = url_credentials(url)
+        if credentials is not None:
+            user, password = credentials
+            redacted = url.replace(f"{user}:{password}@", f"{user}:***@", 1)
+    redacted = re.sub(r"(://[^:/@?#\s]*:)[^@\s]*@", r"\1***@", redacted)
     return re.sub(r"(password\s*=\s*)('[^']*'|[^\s&]+)", r"\1***", redacted, flags=re.I)
 
 
@@ -66,8 +75,69 @@ def _redact(value: Any, extra: set[str]) -> Any:
     return value
 
 
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """``(user, password)`` of a URL, found without a URL parser so that passwords holding
+    ``/``, ``#``, ``?``, spaces or invalid percent-encoding are still found.
+
+    >>> url_credentials("postgresql://app:p/a#ss word@db:5432/jobs")
+    ('app', 'p/a#ss word')
+    """
+    _scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return None
+    userinfo = rest.rpartition("@")[0]
+    user, colon, password = userinfo.partition(":")
+    if not colon or not password:
+        return None
+    return user, password
+
+
+def secret_variants(secret: str) -> set[str]:
+    """The forms a secret takes in text: as is, stripped, JSON-escaped, percent-encoded and
+    percent-decoded, base64; for a URL also its password and ``user:password`` in base64 (an
+    HTTP Basic header echoed by a server)."""
+    variants: set[str] = set()
+    stripped = secret.strip()
+    for value in {secret, stripped}:
+        if not value:
+            continue
+        variants.add(value)
+        variants.add(json.dumps(value)[1:-1])
+        variants.add(json.dumps(value, ensure_ascii=False)[1:-1])
+        variants.add(quote(value, safe=""))
+        variants.add(quote_plus(value))
+        variants.add(base64.b64encode(value.encode()).decode().rstrip("="))
+    credentials = url_credentials(stripped)
+    if credentials is not None:
+        user, password = credentials
+        for candidate in {password, unquote(password)}:
+            variants |= secret_variants(candidate)
+        pair = f"{unquote(user)}:{unquote(password)}"
+        variants.add(base64.b64encode(pair.encode()).decode().rstrip("="))
+    return variants
+
+
+#: Secrets learned by this process at run time (e.g. a client's API key read by a workflow);
+#: every :class:`SecretScrubber` masks them too. See :func:`register_secret`.
+_RUNTIME_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | SecretStr | None) -> None:
+    """Make every scrubber of this process mask ``value`` (and its encoded forms) from now on.
+
+    Plugins call it for secrets they read at run time, e.g. an API key from a secret file.
+    """
+    if value is None:
+        return
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if len(text.strip()) >= SecretScrubber.MIN_LENGTH:
+        _RUNTIME_SECRETS.update(
+            v for v in secret_variants(text) if len(v) >= SecretScrubber.MIN_LENGTH
+        )
+
+
 class SecretScrubber:
-    """Replaces every known secret value in a text with ``***``."""
+    """Replaces every known secret value (and its encoded forms) in a text with ``***``."""
 
     MIN_LENGTH = 6
 
@@ -77,20 +147,43 @@ class SecretScrubber:
 
     def add(self, secrets: Iterable[str]) -> None:
         for secret in secrets:
-            if secret and len(secret) >= self.MIN_LENGTH:
-                self._secrets.add(secret)
-                url_password = re.search(r"://[^:/@]*:([^@/]+)@", secret)
-                if url_password and len(url_password.group(1)) >= self.MIN_LENGTH:
-                    self._secrets.add(url_password.group(1))
+            if secret and len(secret.strip()) >= self.MIN_LENGTH:
+                self._secrets.update(
+                    v for v in secret_variants(secret) if len(v) >= self.MIN_LENGTH
+                )
 
     @classmethod
-    def from_environment(cls, settings_secrets: Iterable[SecretStr | None] = ()) -> SecretScrubber:
-        values = [s.get_secret_value() for s in settings_secrets if s is not None]
-        values += [v for k, v in os.environ.items() if SECRET_ENV_RE.search(k.upper())]
+    def from_environment(
+        cls, settings_secrets: Iterable[SecretStr | str | None] = ()
+    ) -> SecretScrubber:
+        """Secrets from the settings given, the environment's secret-looking variables and
+        the ``.env`` file's, and the database URL wherever it is set."""
+        values = [
+            s.get_secret_value() if isinstance(s, SecretStr) else s
+            for s in settings_secrets
+            if s is not None
+        ]
+        environment = {**_dotenv_values(), **os.environ}
+        values += [
+            v
+            for k, v in environment.items()
+            if SECRET_ENV_RE.search(k.upper()) or k.upper().endswith("DATABASE_URL")
+        ]
         return cls(values)
 
     def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in sorted(self._secrets | _RUNTIME_SECRETS, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, MASK)
         return redact_url(text)
+
+
+def _dotenv_values(path: str = ".env") -> dict[str, str]:
+    """The ``.env`` file's values (the settings read it too), or nothing."""
+    try:
+        from dotenv import dotenv_values
+    except ImportError:  # pragma: no cover - pydantic-settings depends on python-dotenv
+        return {}
+    if not os.path.isfile(path):
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v}

@@ -35,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from orchestrator._context import EnqueueInTransaction, WorkflowContext
+from orchestrator._errors import InvalidPayload
 from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber, redact_payload
 from orchestrator._registry import Registry, Workflow
@@ -92,6 +93,7 @@ class Runner:
         worker_id: int | None,
         attempts_override: int | None = None,
         abort_reason: Callable[[], str | None] = lambda: None,
+        args_problem: str | None = None,
     ) -> AttemptOutcome:
         """Run one attempt; raise :class:`AttemptFailed` (with the decision) when it fails."""
         workflow = self.registry.get(workflow_name)
@@ -129,6 +131,8 @@ class Runner:
             failures_before: int = row["failures"]
             log_fields["run_id"] = run_id
             try:
+                if args_problem is not None:
+                    raise InvalidPayload(f"job {job_id} cannot run: {args_problem}")
                 data = workflow.parse(payload)
                 output = await self._run_in_transaction(
                     conn, workflow, data, run_id, job_id, attempt, policy.attempts

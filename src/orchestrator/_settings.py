@@ -97,6 +97,16 @@ class Settings(BaseSettings):
         return [m.strip() for m in self.workflow_modules.split(",") if m.strip()]
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """The value of every secret setting (``SecretStr`` fields), for the scrubber."""
+    values: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if isinstance(value, SecretStr):
+            values.append(value.get_secret_value())
+    return values
+
+
 def settings_class() -> type[Settings]:
     """The deployment's settings class: the engine's, extended by installed plugins."""
     from orchestrator._plugins import entry_point_plugins

@@ -33,10 +33,11 @@ def register_workflow(orchestrator: Orchestrator, workflow: Workflow[Any]) -> No
     """One task named after the workflow, running attempts through the runner."""
 
     async def run_workflow(
-        context: JobContext, payload: dict[str, Any], attempts: int | None = None
+        context: JobContext, /, payload: Any = None, attempts: Any = None, **unexpected: Any
     ) -> None:
         job = context.job
         assert job.id is not None
+        problem = args_problem(payload, attempts, unexpected)
 
         def abort_reason() -> str | None:
             reason = context.abort_reason()
@@ -45,13 +46,14 @@ def register_workflow(orchestrator: Orchestrator, workflow: Workflow[Any]) -> No
         try:
             await orchestrator.runner.run(
                 workflow_name=workflow.name,
-                payload=payload,
+                payload=payload if isinstance(payload, dict) else {},
                 job_id=job.id,
                 attempt=job.attempts + 1,
                 queue=job.queue,
                 worker_id=job.worker_id,
-                attempts_override=attempts,
+                attempts_override=None if problem else attempts,
                 abort_reason=abort_reason,
+                args_problem=problem,
             )
         except Cancelled as exc:
             raise pexc.JobAborted(str(exc)) from exc
@@ -63,6 +65,26 @@ def register_workflow(orchestrator: Orchestrator, workflow: Workflow[Any]) -> No
         pass_context=True,
         retry=DecidedRetryStrategy(),
     )(run_workflow)
+
+
+def args_problem(payload: Any, attempts: Any, unexpected: dict[str, Any]) -> str | None:
+    """What is wrong with a job's stored arguments (jobs can be deferred around our enqueue
+    checks, e.g. by ``procrastinate defer`` or an INSERT), or ``None``.
+
+    >>> args_problem({"client": "Acme"}, None, {})
+    >>> args_problem(None, 100000, {"x": 1})
+    "unexpected job arguments: x; no 'payload' object; attempts must be an integer from 1 to 100"
+    """
+    problems = []
+    if unexpected:
+        problems.append(f"unexpected job arguments: {', '.join(sorted(unexpected))}")
+    if not isinstance(payload, dict):
+        problems.append("no 'payload' object")
+    if attempts is not None and (
+        not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100
+    ):
+        problems.append("attempts must be an integer from 1 to 100")
+    return "; ".join(problems) or None
 
 
 def register_maintenance(orchestrator: Orchestrator) -> None:
