@@ -231,7 +231,7 @@ async def test_bad_cole_exports(database_url: str, tmp_path: Path) -> None:
 
 async def test_emailbison_faults(database_url: str, tmp_path: Path) -> None:
     client = "Fault Tolerant Agency"
-    key_env = "CHAOS_EMAILBISON_KEY"
+    key_env = "EMAILBISON_KEY_CHAOS"
     api_key = secrets.token_hex(16)
     inbox = tmp_path / "inbox"
     generate_exports(
@@ -245,6 +245,7 @@ async def test_emailbison_faults(database_url: str, tmp_path: Path) -> None:
             database_url,
             ORCHESTRATOR_COLE_INBOX=str(inbox),
             ORCHESTRATOR_DEFAULT_RETRY_DELAY="1",
+            ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",
             **{key_env: api_key},
         )
         async with ChaosRun(
