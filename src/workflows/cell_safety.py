@@ -6,12 +6,13 @@ tab or CR, which some spreadsheets skip before looking) is run as a formula when
 it — ``=HYPERLINK(...)`` leaks data, ``+cmd|' /C calc'!A0`` runs a command — and markup such
 as ``<script>`` may be rendered by a mail template. PT2 therefore:
 
-* **rejects the row** when a name, the street address or the city (after markup is removed)
-  starts with one of those characters (full-width forms such as U+FF1D included) or holds a
-  control character anywhere: a real name or address never does, so such a row is
-  tampered or corrupt (:func:`unsafe_text_reason`);
-* **removes markup** (``<...>`` tags, stray ``<``/``>``) from names, address and city
-  (:func:`strip_markup`): ``<b>Ann</b>`` is Ann;
+* **removes markup** (``<...>`` tags, stray ``<``/``>``) and surrounding whitespace (a
+  leading tab or CR included) from names, address and city (:func:`strip_markup`):
+  ``<b>Ann</b>`` is Ann, ``"\\tAnn"`` is Ann;
+* then **rejects the row** when a name, the street address or the city starts with one of
+  ``= + - @`` (full-width forms such as U+FF1D included) or still holds a control character:
+  a real name or address never does, so such a row is tampered or corrupt
+  (:func:`unsafe_text_reason`, which also refuses a leading tab or CR in untrimmed text);
 * **rejects the email** (the row counts as an invalid email) when its local part starts
   with one of those characters (:func:`unsafe_email_reason`);
 * **drops an optional cell** it cannot make safe (date of birth) rather than the row
