@@ -33,8 +33,8 @@ from workflows.cole_reader import MAX_EXPORT_BYTES
 
 MAX_LISTED_FILES = 500
 """At most this many ``files`` in one PT1 payload."""
-MAX_NAME_CHARS = 1024
-"""At most this many characters in one listed name."""
+MAX_NAME_CHARS = 4096
+"""At most this many characters in one listed name (Linux PATH_MAX)."""
 _MAX_PART_CHARS = 255
 
 
