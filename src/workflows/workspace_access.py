@@ -31,13 +31,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchestrator.errors import PermanentError
-from orchestrator.settings import ENV_PREFIX
+from orchestrator.settings import Settings
 
 KEY_ENV_PREFIX = "EMAILBISON_KEY_"
 """Every client key variable (and secret file) name starts with this."""
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """The only hosts plain http may reach, and only with the setting on."""
-ALLOW_HTTP_SETTING = f"{ENV_PREFIX}EMAILBISON_ALLOW_HTTP_LOOPBACK"
+SETTINGS_PREFIX = str(Settings.model_config.get("env_prefix") or "ORCHESTRATOR_")
+"""The orchestrator's own variables: never a client key."""
+ALLOW_HTTP_SETTING = f"{SETTINGS_PREFIX}EMAILBISON_ALLOW_HTTP_LOOPBACK"
 
 _KEY_ENV_RE = re.compile(rf"{KEY_ENV_PREFIX}[A-Z0-9][A-Z0-9_]{{0,99}}")
 
@@ -52,7 +54,7 @@ def check_key_env(name: str) -> str:
     >>> check_key_env("EMAILBISON_KEY_ACME")
     'EMAILBISON_KEY_ACME'
     """
-    if name.upper().startswith(ENV_PREFIX) or not _KEY_ENV_RE.fullmatch(name):
+    if name.upper().startswith(SETTINGS_PREFIX) or not _KEY_ENV_RE.fullmatch(name):
         raise ValueError(
             f"must be the NAME of the variable or secret file holding the key, "
             f"{KEY_ENV_PREFIX}<NAME> in upper-case letters, digits and _ "
