@@ -9,6 +9,7 @@ one-file-at-a-time load are checked too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -26,6 +27,7 @@ from tests.acceptance._support import cli, rows
 from tests.integration.workflows.conftest import person, run_job, scalar
 from tests.security._pipeline import everything_recorded, insert_job, open_pipeline, run_inserted
 from workflows import cole_reader
+from workflows.bounded_text import LineTooLong, NotText, TextLimits, TextTooLarge, read_text
 from workflows.clients import ClientSpec, add_client
 from workflows.cole import COLE_COLUMNS, ColeFormatError, export_dir, validate_header
 from workflows.cole_inbox import (
@@ -390,3 +392,21 @@ def test_names_are_checked_again_when_the_job_runs() -> None:
         check_export_names(["ok.csv", "/etc/passwd"])
     with pytest.raises(PermanentError, match="files: entry 1"):
         resolve_exports(Path("/nonexistent"), CLIENT, MONTH, ["../x.csv"])
+
+
+def test_bounded_reads_stop_at_their_limits(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"\xef\xbb\xbfJos\xe9,x\n" + b"a,b\n" * 50)  # BOM, then Windows-1252
+    limits = TextLimits(max_bytes=1_000, max_line_chars=20)
+
+    read = read_text(path, lambda lines: sum(1 for _ in lines), limits=limits)
+    assert (read.value, read.encoding) == (51, "cp1252-sig")
+    assert read.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+    with pytest.raises(TextTooLarge):  # enforced while reading, whatever stat said before
+        read_text(path, lambda lines: list(lines), limits=TextLimits(100, 20))
+    with pytest.raises(LineTooLong) as too_long:
+        read_text(path, lambda lines: list(lines), limits=TextLimits(1_000, 3))
+    assert too_long.value.line_number == 1
+    with pytest.raises(NotText):
+        read_text(path, lambda lines: list(lines), limits=limits, encodings=("ascii",))
