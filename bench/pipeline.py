@@ -44,7 +44,7 @@ from workflows.windows import SCHEDULE_TIMEZONE, format_month, renewal_month_for
 
 FAMILY = "pipeline"
 CLIENT = "Bench Home & Auto Agency"
-KEY_ENV = "BENCH_EMAILBISON_KEY"
+KEY_ENV = "EMAILBISON_KEY_BENCH"
 STATES = ("TX", "OK", "NJ")
 ZIPS = tuple(
     [f"{75001 + i}" for i in range(30)]
@@ -87,6 +87,7 @@ async def _run_month(
                 url,
                 ORCHESTRATOR_COLE_INBOX=str(inbox),
                 ORCHESTRATOR_EMAILBISON_RATE_LIMIT=str(RATE_LIMIT),
+                ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",  # the local stand-in
                 **{KEY_ENV: api_key},
             )
             async with Processes() as procs:

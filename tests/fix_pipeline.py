@@ -43,7 +43,7 @@ from workflows.standins.synthetic import generate_exports, write_export
 from workflows.windows import parse_month
 
 FINISHED = ("succeeded", "failed", "cancelled", "aborted")
-KEY_ENV = "PIPELINE_TEST_EMAILBISON_KEY"
+KEY_ENV = "EMAILBISON_KEY_PIPELINE_TEST"
 DEFAULT_ZIPS = ("75001", "75002", "75006", "73003", "73008")
 WINDOW_DAY = {1: 3, 2: 10, 3: 17, 4: 24}
 """A purchase day inside each of a month's four windows."""
@@ -483,7 +483,11 @@ async def make_pipeline(database_url: str, inbox: Path) -> AsyncIterator[Pipelin
     opened: list[Orchestrator] = []
 
     async def make(**overrides: Any) -> Orchestrator:
-        values: dict[str, Any] = {"cole_inbox": inbox, "default_retry_delay": 0.2}
+        values: dict[str, Any] = {
+            "cole_inbox": inbox,
+            "default_retry_delay": 0.2,
+            "emailbison_allow_http_loopback": True,  # the stand-in is http on 127.0.0.1
+        }
         values.update(overrides)
         orch = Orchestrator(settings_for_tests(**values), schedules=[], database_url=database_url)
         await orch.open()

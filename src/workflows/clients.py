@@ -7,35 +7,32 @@ workspace URL and the *name* of the environment variable (or secret file) holdin
 Example::
 
     client = await get_client(conn, "Acme Insurance")
-    key = emailbison_key(client, settings)   # from $ACME_EMAILBISON_KEY or a secret file
+    key = emailbison_key(client, settings)   # from $EMAILBISON_KEY_ACME or a secret file
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from orchestrator import PermanentError, Settings
-from workflows.emailbison import EmailBisonClient
+from orchestrator import PermanentError
+from workflows.emailbison.workspace import (
+    ClientConfigError,
+    check_key_env,
+    normalize_emailbison_url,
+)
 from workflows.formatting import normalize_state, normalize_zip
-from workflows.settings import pipeline_settings
 
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_STORED_ROW = "stored_row"
 
 
 class ClientNotFound(PermanentError):
     """No client with that name."""
-
-
-class ClientConfigError(PermanentError):
-    """A client's configuration is incomplete or invalid."""
 
 
 class ClientSpec(BaseModel):
@@ -90,25 +87,24 @@ class ClientSpec(BaseModel):
 
     @field_validator("emailbison_url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip().rstrip("/")
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be the instance origin, e.g. https://mail.example.com")
-        return value
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _is_stored_row(info):
+            return value
+        return normalize_emailbison_url(value)
 
     @field_validator("emailbison_key_env")
     @classmethod
-    def _key_env(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not ENV_NAME_RE.match(value):
-            raise ValueError(
-                "must be the NAME of an environment variable or secret file "
-                "(letters, digits, _), not the key itself"
-            )
-        return value
+    def _key_env(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or _is_stored_row(info):
+            return value
+        return check_key_env(value)
+
+
+def _is_stored_row(info: ValidationInfo) -> bool:
+    """A row read back from the database is loaded as it is: a key variable or URL that
+    breaks today's rules (written with SQL, or before the rules) must not make every client
+    unreadable. :func:`emailbison_key` refuses it when it would be used."""
+    return bool(info.context and info.context.get(_STORED_ROW))
 
 
 class Client(ClientSpec):
@@ -183,48 +179,8 @@ async def list_clients(
 
 def _client(row: DictRow) -> Client:
     return Client.model_validate(
-        {k: v for k, v in row.items() if k not in ("created_at", "updated_at")}
-    )
-
-
-def emailbison_key(client: Client, engine_settings: Settings) -> str:
-    """The client's EmailBison API key, read now from its env var or secret file.
-
-    The error names the variable, never a value.
-    """
-    settings = pipeline_settings(engine_settings)
-    if not client.emailbison_url or not client.emailbison_key_env:
-        raise ClientConfigError(
-            f"client {client.name!r} has no EmailBison workspace configured "
-            "(--emailbison-url and --emailbison-key-env)"
-        )
-    name = client.emailbison_key_env
-    value = os.environ.get(name)
-    if not value and settings.secrets_dir is not None:
-        path = Path(settings.secrets_dir) / name
-        if path.is_file():
-            value = path.read_text(encoding="utf-8").strip()
-    if not value:
-        where = f"environment variable {name}"
-        if settings.secrets_dir is not None:
-            where += f" or secret file {Path(settings.secrets_dir) / name}"
-        raise ClientConfigError(f"EmailBison key for client {client.name!r} not found: {where}")
-    return value
-
-
-def emailbison_api(client: Client, engine_settings: Settings) -> EmailBisonClient:
-    """An EmailBison client for this client's workspace, key read now, settings applied.
-
-    Use it as ``async with emailbison_api(client, settings) as api: ...``.
-    """
-    settings = pipeline_settings(engine_settings)
-    key = emailbison_key(client, settings)
-    assert client.emailbison_url is not None
-    return EmailBisonClient(
-        client.emailbison_url,
-        key,
-        max_requests_per_second=settings.emailbison_rate_limit,
-        timeout=settings.emailbison_timeout,
+        {k: v for k, v in row.items() if k not in ("created_at", "updated_at")},
+        context={_STORED_ROW: True},
     )
 
 

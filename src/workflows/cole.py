@@ -1,12 +1,15 @@
-"""Reading Cole X Dates CSV exports: the file-handling half of PT1, with no database.
+"""Cole X Dates CSV exports: their format, rows and drop location (PT1, no database).
 
 Cole has no API; an operator downloads one CSV per state search (at most 10,000 records each)
 into the drop location ``<inbox>/<client dir>/<YYYY-MM>/``. Real exports are messy, so this
-module is strict about what breaks the whole file and lenient about what breaks one row:
+module (with :mod:`workflows.cole_reader`, which reads a file within limits) is strict about
+what breaks the whole file and lenient about what breaks one row:
 
-* a wrong header (missing, unknown, duplicated or empty column name), an empty file or text
-  that is neither UTF-8 nor Windows-1252 raises :class:`ColeFormatError`, a
-  :class:`~orchestrator.PermanentError`: no retry can fix the file, a person must;
+* a wrong header (missing, unknown, duplicated or empty column name), an empty file, text
+  that is neither UTF-8 nor Windows-1252, or a file beyond the reader's limits raises
+  :class:`ColeFormatError`, a :class:`~orchestrator.PermanentError`: no retry can fix
+  the file, a person must. Its message never quotes the file beyond a short, sanitised
+  excerpt of a recognisable Cole header;
 * a row with the wrong number of cells, a NUL byte or an oversized cell becomes a
   :class:`BadRow` kept for the report, and reading goes on (a NUL is not stripped: it means a
   corrupt download, so the row's other cells are suspect too, and PostgreSQL text cannot hold
@@ -14,7 +17,7 @@ module is strict about what breaks the whole file and lenient about what breaks 
 * blank lines (and lines of nothing but commas, as spreadsheets leave them) are skipped;
 * cell text is kept verbatim: cleaning is PT2's job and the raw row is the audit record.
 
-Usage::
+Usage (``read_export`` is :func:`workflows.cole_reader.read_export`)::
 
     for path in discover_exports(inbox, "Acme & Sons", "2025-03"):
         export = read_export(path, display_name=path.relative_to(inbox).as_posix())
@@ -24,10 +27,6 @@ Usage::
 
 from __future__ import annotations
 
-import codecs
-import csv
-import hashlib
-import io
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -76,6 +75,9 @@ COPY_COLUMNS: tuple[str, ...] = (*FIELD_NAMES, "row_number", "source_file")
 MAX_RAW_CHARS = 2_000
 """A :class:`BadRow` keeps at most this much of the offending text (a runaway quote can
 swallow the rest of a file into one row)."""
+
+MAX_QUOTED_NAME_CHARS = 40
+"""An error quotes at most this much of an unknown column name."""
 
 _BOM = "\ufeff"
 _NCOLS = len(COLE_COLUMNS)
@@ -159,6 +161,11 @@ def validate_header(header: Sequence[str], file: str, *, row: int = 1) -> list[i
     (case included): a near miss is reported with a hint rather than guessed. Column order
     may differ from Cole's. ``row`` is the header's line number, for the error.
 
+    The file may be anything someone dropped (or named), so an error quotes a column name
+    only when the header is recognisably Cole's (most of its names are Cole columns), and
+    then at most :data:`MAX_QUOTED_NAME_CHARS` printable characters of it; any other first
+    line is "not a Cole CSV export (header not recognised)", quoting nothing.
+
     >>> validate_header(["\\ufeffFirst_Name ", *COLE_COLUMNS[1:]], "x.csv")[:3]
     [0, 1, 2]
     """
@@ -167,16 +174,19 @@ def validate_header(header: Sequence[str], file: str, *, row: int = 1) -> list[i
         raise ColeFormatError(file, "header row is blank", row=row)
     known = set(COLE_COLUMNS)
     by_lower = {c.lower(): c for c in COLE_COLUMNS}
+    if not looks_like_cole_header(names):
+        raise ColeFormatError(file, "not a Cole CSV export (header not recognised)", row=row)
     seen: dict[str, int] = {}
     for index, name in enumerate(names):
         if not name:
             raise ColeFormatError(file, f"empty column name at position {index + 1}", row=row)
         if name in seen:
-            raise ColeFormatError(file, f"duplicated column {name!r}", column=name, row=row)
+            quoted = quote_column_name(name)
+            raise ColeFormatError(file, f"duplicated column {quoted}", column=name, row=row)
         if name not in known:
             missing = [c for c in COLE_COLUMNS if c not in names]
             hint = by_lower.get(name.lower())
-            detail = f"unknown column {name!r}"
+            detail = f"unknown column {quote_column_name(name)}"
             if hint is not None:
                 detail += f" (did you mean {hint!r}?)"
             elif missing:
@@ -191,102 +201,28 @@ def validate_header(header: Sequence[str], file: str, *, row: int = 1) -> list[i
     return [seen[c] for c in COLE_COLUMNS]
 
 
-def decode_export(data: bytes, file: str) -> tuple[str, str]:
-    """Decode raw export bytes; return ``(text, encoding)``.
+def looks_like_cole_header(names: Sequence[str]) -> bool:
+    """Whether a first line is recognisably a Cole header: more than half of Cole's 13 column
+    names are among its cells (any case), and it has no more than 13 + 3 cells.
 
-    UTF-8 (with or without BOM) is tried first; bytes that are not UTF-8 are almost always an
-    Excel re-save in Windows-1252 (``José`` as ``4A 6F 73 E9``), which is the fallback. A BOM
-    is dropped in either case. Undecodable bytes raise :class:`ColeFormatError`.
+    >>> looks_like_cole_header(["root:x:0:0:root:/root:/bin/bash"])
+    False
     """
-    body = data.removeprefix(codecs.BOM_UTF8)
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            text = body.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        if not text.strip():
-            raise ColeFormatError(file, "file is empty")
-        if len(body) != len(data):
-            encoding += "-sig"
-        return text, encoding
-    raise ColeFormatError(file, "not valid UTF-8 or Windows-1252 text")
+    if len(names) > _NCOLS + 3:
+        return False
+    lowered = {c.lower() for c in COLE_COLUMNS}
+    return sum(1 for name in set(names) if name.lower() in lowered) * 2 > _NCOLS
 
 
-def parse_export_text(text: str, file: str) -> Iterator[ColeRow | BadRow]:
-    """Yield the rows of decoded export text in file order, validating the header first.
+def quote_column_name(name: str) -> str:
+    """A column name fit for an error message: ``repr`` of its first
+    :data:`MAX_QUOTED_NAME_CHARS` characters, anything unprintable shown as ``?``.
 
-    This is the streaming core of :func:`read_export`; the header check runs on the first
-    ``next()``. Lines are split only at CR/LF (``newline=""``), never at other Unicode line
-    breaks, so quoted cells may span lines and line numbers match what an editor shows.
+    >>> quote_column_name("Zip\\x1b[2J")
+    "'Zip?[2J'"
     """
-    lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(lines)
-    has_nul = "\x00" in text
-    consumed = 0  # lines consumed by the csv reader before the current record
-    order: list[int] | None = None
-    canonical = False
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # e.g. a cell above the csv module's 128 KiB field limit
-            start, consumed = consumed + 1, reader.line_num
-            if order is None:
-                raise ColeFormatError(file, f"unreadable header: {exc}", row=start) from exc
-            yield BadRow(file, start, f"unreadable row: {exc}", _raw(lines, start, consumed))
-            continue
-        start, consumed = consumed + 1, reader.line_num
-        if not cells or not "".join(cells).strip():
-            continue  # blank line, or an all-empty spreadsheet row
-        if order is None:
-            order = validate_header(cells, file, row=start)
-            canonical = order == list(range(_NCOLS))
-            continue
-        if len(cells) != _NCOLS:
-            reason = f"expected {_NCOLS} cells, got {len(cells)}"
-            yield BadRow(file, start, reason, _raw(lines, start, consumed))
-        elif has_nul and "\x00" in "".join(cells):
-            yield BadRow(file, start, "contains NUL byte", _raw(lines, start, consumed))
-        else:
-            c = cells if canonical else [cells[i] for i in order]
-            yield ColeRow(
-                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12],
-                start, file,
-            )  # fmt: skip
-    if order is None:
-        raise ColeFormatError(file, "file is empty")
-
-
-def parse_export(data: bytes, file: str) -> ColeExport:
-    """Parse an export held in memory (see :func:`read_export`)."""
-    text, encoding = decode_export(data, file)
-    export = ColeExport(file=file, sha256=hashlib.sha256(data).hexdigest(), encoding=encoding)
-    good, bad = export.rows.append, export.bad_rows.append
-    for item in parse_export_text(text, file):
-        if isinstance(item, ColeRow):
-            good(item)
-        else:
-            bad(item)
-    return export
-
-
-def read_export(path: Path, *, display_name: str | None = None) -> ColeExport:
-    """Read and parse one export file.
-
-    ``display_name`` is how the file is named in rows, bad rows and errors (default: the file
-    name); pass the inbox-relative path, e.g. ``"tx/march.csv"``, so it is stable across hosts.
-    The whole file is read at once: exports are capped at 10,000 records (a few MB), and the
-    encoding fallback needs every byte anyway.
-    """
-    return parse_export(path.read_bytes(), display_name or path.name)
-
-
-def iter_export_rows(path: Path, *, display_name: str | None = None) -> Iterator[ColeRow | BadRow]:
-    """Like :func:`read_export` but yields rows one at a time, without keeping them."""
-    name = display_name or path.name
-    text, _ = decode_export(path.read_bytes(), name)
-    return parse_export_text(text, name)
+    shown = "".join(ch if ch.isprintable() else "?" for ch in name[:MAX_QUOTED_NAME_CHARS])
+    return repr(shown + ("..." if len(name) > MAX_QUOTED_NAME_CHARS else ""))
 
 
 CopyRecord = tuple[
@@ -306,7 +242,6 @@ CopyRecord = tuple[
     int,
     str,
 ]
-"""One ``COPY`` row: the 13 cells (``None`` when blank), ``row_number``, ``source_file``."""
 
 
 def copy_records(export: ColeExport) -> Iterator[CopyRecord]:
@@ -382,9 +317,3 @@ def discover_exports(inbox: Path, client: str, month: str) -> list[Path]:
         if path.is_file() and path.resolve().is_relative_to(root):
             found.append((rel.as_posix(), path))
     return [path for _, path in sorted(found)]
-
-
-def _raw(lines: list[str], start: int, end: int) -> str:
-    """The text of file lines ``start..end`` (1-based, inclusive) for a :class:`BadRow`."""
-    text = "".join(lines[start - 1 : end]).rstrip("\r\n")
-    return text.replace("\x00", "\ufffd")[:MAX_RAW_CHARS]

@@ -25,10 +25,11 @@ from orchestrator import (
     InvalidPayload,
     Orchestrator,
     Settings,
-    describe_validation_error,
 )
 from workflows.clients import ClientSpec, add_client, list_clients, parse_zip_list, update_client
+from workflows.emailbison.workspace import check_emailbison_url
 from workflows.schedules import month_chain_payload, month_dedupe_key, week_dedupe_key
+from workflows.settings import pipeline_settings
 from workflows.windows import format_month, parse_month
 
 Handler = Callable[[argparse.Namespace, Settings], Any]
@@ -64,8 +65,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         zips = p.add_mutually_exclusive_group()
         zips.add_argument("--zips", help="approved ZIP codes, comma-separated")
         zips.add_argument("--zips-file", help="file of approved ZIP codes (any separators)")
-        p.add_argument("--emailbison-url", help="EmailBison instance origin")
-        p.add_argument("--emailbison-key-env", help="NAME of the env var holding the API key")
+        p.add_argument("--emailbison-url", help="EmailBison instance origin (https://...)")
+        p.add_argument(
+            "--emailbison-key-env",
+            help="NAME of the env var (or secret file) holding the API key: EMAILBISON_KEY_...",
+        )
         p.add_argument("--campaign-id", type=int, help="evergreen campaign id")
         p.add_argument("--hnw-campaign-id", type=int, help="Texas HNW evergreen twin id")
         active = p.add_mutually_exclusive_group()
@@ -118,6 +122,41 @@ def _spec_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
+_FLAGS = {
+    "name": "--name",
+    "tier": "--tier",
+    "licensed_states": "--states",
+    "approved_zips": "--zips",
+    "emailbison_url": "--emailbison-url",
+    "emailbison_key_env": "--emailbison-key-env",
+    "evergreen_campaign_id": "--campaign-id",
+    "evergreen_hnw_campaign_id": "--hnw-campaign-id",
+}
+
+
+def describe_client_error(exc: ValidationError) -> str:
+    """``--flag (field): reason; ...``: what to fix on the command line, for each field."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in error["loc"]) or "(client)"
+        flag = _FLAGS.get(str(error["loc"][0])) if error["loc"] else None
+        parts.append(f"{flag} ({field}): {error['msg']}" if flag else f"{field}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def check_workspace_flags(changes: dict[str, Any], settings: Settings) -> None:
+    """Refuse a plain-http ``--emailbison-url`` unless this installation allows loopback
+    stand-ins (the URL's form was checked with the rest of the client)."""
+    url = changes.get("emailbison_url")
+    if url is None:
+        return
+    try:
+        allow = pipeline_settings(settings).emailbison_allow_http_loopback
+        check_emailbison_url(url, allow_http_loopback=allow)
+    except ValueError as exc:
+        raise InvalidPayload(f"invalid client: --emailbison-url (emailbison_url): {exc}") from None
+
+
 async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int:
     changes = _spec_changes(args)
     try:
@@ -129,7 +168,8 @@ async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int
         if args.action == "update" and args.new_name:
             changes["name"] = args.new_name
     except ValidationError as exc:
-        raise InvalidPayload(f"invalid client: {describe_validation_error(exc)}") from None
+        raise InvalidPayload(f"invalid client: {describe_client_error(exc)}") from None
+    check_workspace_flags(changes, settings)
     orch = await Orchestrator(settings).open()
     try:
         async with orch.transaction() as conn:
@@ -139,7 +179,7 @@ async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int
                 else:
                     client = await update_client(conn, args.name, changes)
             except ValidationError as exc:
-                raise InvalidPayload(f"invalid client: {describe_validation_error(exc)}") from None
+                raise InvalidPayload(f"invalid client: {describe_client_error(exc)}") from None
     finally:
         await orch.close()
     print(f"client {client.name!r} {'added' if spec else 'updated'} (id {client.id})")

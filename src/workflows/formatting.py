@@ -300,3 +300,28 @@ def dedupe_key(
         (_key_part(first_name or ""), _key_part(last_name or ""), _key_part(address_1 or ""), zip5)
     )
     return hashlib.sha1(material.encode(), usedforsecurity=False).hexdigest()
+
+
+_PHONE_RE: Final = re.compile(r"\+?[\d(][\d\s().-]*")
+
+
+def normalize_phone(text: str | None) -> str | None:
+    """Digits of a phone cell, or ``None`` when it is not a phone number.
+
+    Only digits, spaces, ``( ) . -`` and one leading ``+`` are accepted, with 7 to 15
+    digits (E.164's maximum); a US number with its country code ``1`` loses the code. The
+    result never starts with a character a spreadsheet would read as a formula, so a
+    formula in this cell (``=HYPERLINK(...)``, ``-2+3``) simply yields ``None``.
+
+    >>> normalize_phone("+1 (512) 555-0100"), normalize_phone("=HYPERLINK(0)")
+    ('5125550100', None)
+    """
+    if text is None:
+        return None
+    cleaned = text.strip()
+    if _PHONE_RE.fullmatch(cleaned) is None:
+        return None
+    digits = re.sub(r"\D", "", cleaned)
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return digits if 7 <= len(digits) <= 15 else None

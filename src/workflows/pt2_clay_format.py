@@ -21,6 +21,15 @@ from typing import Any
 from psycopg.rows import DictRow
 
 from orchestrator import PermanentError, Workflow, WorkflowContext
+from workflows.cell_safety import (
+    MAX_REJECTED_LISTED,
+    RejectedRow,
+    rejection_report,
+    safe_optional_text,
+    strip_markup,
+    unsafe_email_reason,
+    unsafe_row_reason,
+)
 from workflows.clay import ClayWebhook
 from workflows.clients import get_client
 from workflows.copy_format import copy_text_blocks
@@ -32,6 +41,7 @@ from workflows.formatting import (
     is_head_of_household,
     is_valid_email_syntax,
     normalize_email,
+    normalize_phone,
     normalize_state,
     parse_money,
     parse_purchase_date,
@@ -106,10 +116,24 @@ class Candidate:
     renewal: date
     window_index: int
     segment: str
+    address_1: str | None
+    city: str | None
+    cell_phone: str | None
+    date_of_birth: str | None
 
 
-def clean_row(raw: dict[str, Any], year: int, month: int, counts: Counts) -> Candidate | None:
-    """Apply the PT2 rules to one raw row; count why a dropped row was dropped."""
+def clean_row(
+    raw: dict[str, Any],
+    year: int,
+    month: int,
+    counts: Counts,
+    rejected: list[RejectedRow] | None = None,
+) -> Candidate | None:
+    """Apply the PT2 rules to one raw row; count why a dropped row was dropped.
+
+    Rows refused for unsafe cells count as ``bad_fields`` (names, address) or
+    ``email_invalid`` (email) and are appended to ``rejected`` with the reason.
+    """
     if not is_head_of_household(raw["head_household"]):
         counts.no_head_household += 1
         return None
@@ -118,10 +142,17 @@ def clean_row(raw: dict[str, Any], year: int, month: int, counts: Counts) -> Can
     zip_code = raw["zip5"]
     purchase = parse_purchase_date(raw["purchase_date"])
     renewal = renewal_date(purchase, year, month) if purchase else None
-    names = split_household_names(raw["first_name"])
-    last_name = (raw["last_name"] or "").strip()
+    names = split_household_names(strip_markup(raw["first_name"]))
+    last_name = strip_markup(raw["last_name"]) or ""
     if not (state and zip_code and purchase and renewal and names and last_name):
         counts.bad_fields += 1
+        return None
+    address, city = strip_markup(raw["address_1"]), strip_markup(raw["city"])
+    unsafe = unsafe_row_reason(names, last_name, address, city)
+    if unsafe is not None:
+        counts.bad_fields += 1
+        if rejected is not None:
+            rejected.append(RejectedRow(raw["id"], unsafe))
         return None
     value = parse_money(raw["home_value"])
     segment = segment_for(state, value)
@@ -138,6 +169,12 @@ def clean_row(raw: dict[str, Any], year: int, month: int, counts: Counts) -> Can
     if email is None or not is_valid_email_syntax(email):
         counts.email_invalid += 1
         return None
+    unsafe = unsafe_email_reason(email)
+    if unsafe is not None:
+        counts.email_invalid += 1
+        if rejected is not None:
+            rejected.append(RejectedRow(raw["id"], unsafe))
+        return None
     return Candidate(
         raw=raw,
         first_name=names.original,
@@ -151,16 +188,23 @@ def clean_row(raw: dict[str, Any], year: int, month: int, counts: Counts) -> Can
         renewal=renewal,
         window_index=window_for_day(year, month, purchase.day).index,
         segment=segment,
+        address_1=address or None,
+        city=city or None,
+        cell_phone=normalize_phone(raw["cell_phone_number"]),
+        date_of_birth=safe_optional_text(raw["date_of_birth"]),
     )
 
 
-def clean_rows(raws: list[DictRow], year: int, month: int) -> tuple[Counts, list[Candidate]]:
-    """Apply the rules to every raw row; one lead per email (EmailBison's unique key)."""
+def clean_rows(
+    raws: list[DictRow], year: int, month: int, rejected: list[RejectedRow] | None = None
+) -> tuple[Counts, list[Candidate]]:
+    """Apply the rules to every raw row; one lead per email (EmailBison's unique key).
+    Rows refused for unsafe cells are appended to ``rejected``."""
     counts = Counts(raw_rows=len(raws))
     candidates: list[Candidate] = []
     seen_emails: set[str] = set()
     for raw in raws:
-        candidate = clean_row(raw, year, month, counts)
+        candidate = clean_row(raw, year, month, counts, rejected)
         if candidate is None:
             continue
         if candidate.email in seen_emails:
@@ -184,12 +228,12 @@ def _cleaned_text(kept: list[Candidate], client_id: int, month: date, check: str
                 c.greeting,
                 c.last_name,
                 c.email,
-                c.raw["address_1"],
-                c.raw["city"],
+                c.address_1,
+                c.city,
                 c.state,
                 c.zip,
-                c.raw["cell_phone_number"],
-                c.raw["date_of_birth"],
+                c.cell_phone,
+                c.date_of_birth,
                 c.home_value,
                 c.purchase,
                 readable_date(c.purchase),
@@ -258,7 +302,8 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
             f"no raw leads for client {client.name!r} month {data.month}: run PT1 first"
         )
     # The rules are CPU work: off the event loop, so heartbeats and other jobs keep going.
-    counts, candidates = await asyncio.to_thread(clean_rows, raws, year, month)
+    rejected: list[RejectedRow] = []
+    counts, candidates = await asyncio.to_thread(clean_rows, raws, year, month, rejected)
     verdicts, check = await _deliverable(ctx, [c.email for c in candidates])
     kept = [c for c in candidates if verdicts.get(c.email, False)]
     counts.email_undeliverable = len(candidates) - len(kept)
@@ -296,6 +341,7 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         "counts": vars(counts),
         "email_check": check,
         "pushed_to_clay": pushed,
+        "unsafe_cells": await _unsafe_cells_report(ctx, rejected),
     }
     if data.chain:
         result["next_job"] = await ctx.enqueue(
@@ -306,9 +352,29 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         f"PT2 Clay formatting done for {client.name}, {data.month}: {counts.cleaned} cleaned "
         f"leads ({counts.texas_hnw} Texas HNW) from {counts.raw_rows} raw rows; "
         f"{counts.no_head_household} without head of household, {counts.over_value_cap} over "
-        f"the value cap, {counts.email_invalid + counts.email_undeliverable} bad emails",
+        f"the value cap, {counts.email_invalid + counts.email_undeliverable} bad emails"
+        + (f", {len(rejected)} refused for cells that could run as code" if rejected else ""),
     )
     return result
+
+
+async def _unsafe_cells_report(ctx: WorkflowContext, rejected: list[RejectedRow]) -> dict[str, Any]:
+    """The rows refused for unsafe cells, for the run's record (see :func:`rejection_report`),
+    with the file and line of each row listed."""
+    if not rejected:
+        return rejection_report(rejected, {})
+    ctx.logger.warning(
+        "PT2 refused %s row(s) with cells that could run as code in a spreadsheet or email",
+        len(rejected),
+        extra={"event": "pt2.unsafe_cells", "rows": len(rejected)},
+    )
+    cursor = await ctx.connection.execute(
+        "SELECT r.id, f.file_name, r.row_number FROM raw_leads r"
+        " JOIN cole_files f ON f.id = r.file_id WHERE r.id = ANY(%s)",
+        [[row.raw_lead_id for row in rejected[:MAX_REJECTED_LISTED]]],
+    )
+    where = {row["id"]: (row["file_name"], row["row_number"]) for row in await cursor.fetchall()}
+    return rejection_report(rejected, where)
 
 
 async def _push_to_clay(ctx: WorkflowContext, kept: list[Candidate]) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from orchestrator import PermanentError, Workflow, WorkflowContext
-from workflows.clients import Client, emailbison_api, emailbison_key, get_client
+from workflows.clients import Client, get_client
 from workflows.emailbison import (
     MAX_LEADS_PER_REQUEST,
     CustomVariable,
@@ -24,6 +24,7 @@ from workflows.emailbison import (
     LeadOut,
     LeadValidationError,
 )
+from workflows.emailbison.workspace import emailbison_api, emailbison_key
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
 from workflows.windows import upload_date_for_window, window_list_name, windows_for_month

@@ -16,8 +16,9 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 
 from orchestrator import PermanentError, Workflow, WorkflowContext
-from workflows.clients import Client, emailbison_api, emailbison_key, get_client
+from workflows.clients import Client, get_client
 from workflows.emailbison import Campaign, EmailBisonClient
+from workflows.emailbison.workspace import emailbison_api, emailbison_key
 from workflows.notify import notify
 from workflows.windows import (
     RenewalWindow,

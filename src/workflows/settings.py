@@ -32,6 +32,11 @@ class PipelineSettings(Settings):
     clay_webhook_auth: SecretStr | None = None
     emailbison_rate_limit: float | None = Field(default=None, gt=0)
     emailbison_timeout: float = Field(default=30.0, gt=0, le=600)
+    emailbison_allow_http_loopback: bool = Field(
+        default=False,
+        description="Let clients use plain http to 127.0.0.1/localhost/::1 (local stand-ins "
+        "in tests and the demo); otherwise EmailBison URLs must be https.",
+    )
     secrets_dir: Path | None = Field(
         default=None, description="Directory of secret files named after their key env var."
     )

@@ -28,7 +28,7 @@ from workflows.windows import evergreen_name, upload_date_for_window, windows_fo
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT = "Prairie & Pine Insurance"
 MONTH = "2027-03"
-KEY_ENV = "E2E_EMAILBISON_KEY"
+KEY_ENV = "EMAILBISON_KEY_E2E"
 ZIPS_FILE = "75001\n75002, 75006\n73003 73008\n75010\n"
 WORKFLOWS = ("pt1", "pt2", "pt3", "pt4")
 
@@ -143,7 +143,12 @@ def test_a_month_through_the_cli_and_a_worker_process(
     )
     zips_file = tmp_path / "zips.txt"
     zips_file.write_text(ZIPS_FILE, encoding="utf-8")
-    env = subprocess_env(database_url, ORCHESTRATOR_COLE_INBOX=str(inbox), **{KEY_ENV: key})
+    env = subprocess_env(
+        database_url,
+        ORCHESTRATOR_COLE_INBOX=str(inbox),
+        ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",  # the stand-in is http on 127.0.0.1
+        **{KEY_ENV: key},
+    )
 
     added = orchestrator(
         env,

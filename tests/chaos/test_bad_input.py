@@ -28,7 +28,7 @@ from orchestrator._errors import InvalidPayload, PermanentError, RetryableError,
 from tests.chaos.harness import ChaosRun, Db, pipeline_registry, record, run_cli
 from tests.fix_db import subprocess_env
 from workflows.clients import ClientSpec, add_client
-from workflows.cole import COLE_COLUMNS
+from workflows.cole import COLE_COLUMNS, export_dir
 from workflows.emailbison import errors as bison_errors
 from workflows.standins.emailbison_server import LocalEmailBison
 from workflows.standins.synthetic import generate_exports
@@ -40,6 +40,8 @@ OTHER_MONTH = "2026-04"
 ZIPS = ("75001", "75002", "75006", "73003", "73008")
 HEADER = ",".join(COLE_COLUMNS)
 GOOD_ROW = "Ann,Lee,1 Oak St,Dallas,TX,75001,2145550101,ann@example.com,03/04/2019,$300000,Y,,"
+# 500 distinct, allowed names of ~2,100 characters: a payload over the 1,000,000 byte limit
+LONG_NAMES = [("d" * 250 + "/") * 8 + f"{n:03d}.csv" for n in range(500)]
 HTML_502 = "<html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>"
 
 
@@ -50,7 +52,7 @@ async def test_bad_enqueue_input(database_url: str, tmp_path: Path) -> None:
     big_key = tmp_path / "big_key.json"
     big_key.write_text(json.dumps({"key": "x" * 2_000_000}))
     huge = tmp_path / "huge.json"
-    huge.write_text(json.dumps({"client": "Acme", "month": MONTH, "files": ["f" * 2_100] * 500}))
+    huge.write_text(json.dumps({"client": "Acme", "month": MONTH, "files": LONG_NAMES}))
     not_utf8 = tmp_path / "latin1.json"
     not_utf8.write_bytes(b'{"key": "Jos\xe9 \x81"}')
     cases: list[tuple[str, list[str], str]] = [
@@ -90,7 +92,7 @@ async def test_bad_enqueue_input(database_url: str, tmp_path: Path) -> None:
         long_message = str(caught.value)
         with pytest.raises(InvalidPayload, match="the limit is"):
             await run.orch.enqueue_workflow(
-                "pt1", {"client": "A", "month": MONTH, "files": ["f" * 2_100] * 500}
+                "pt1", {"client": "A", "month": MONTH, "files": LONG_NAMES}
             )
         with pytest.raises(InvalidPayload, match="NUL"):
             await run.orch.enqueue_workflow("write_row", {"key": "a\x00b"})
@@ -125,8 +127,10 @@ async def test_bad_cole_exports(database_url: str, tmp_path: Path) -> None:
     generate_exports(
         inbox, client=client, month=MONTH, states=["TX"], zips=ZIPS[:3], rows=300, seed=11
     )
-    drop = inbox / "drop"
-    drop.mkdir()
+    # Explicit files are named relative to the client-month folder (nothing else is read);
+    # the bad ones are dropped after the month's first pull, which reads the whole folder.
+    drop = export_dir(inbox, client, MONTH) / "drop"
+    ragged_drop = export_dir(inbox, client, OTHER_MONTH) / "drop"
     files: dict[str, bytes] = {
         "wrong_header.csv": (HEADER.replace("Zip", "Zip Code") + "\r\n" + GOOD_ROW).encode(),
         # 0x81 and 0x8D are neither UTF-8 here nor defined in Windows-1252
@@ -146,8 +150,12 @@ async def test_bad_cole_exports(database_url: str, tmp_path: Path) -> None:
             ]
         ).encode(),
     }
-    for name, data in files.items():
-        (drop / name).write_bytes(data)
+
+    def drop_files() -> None:
+        drop.mkdir()
+        ragged_drop.mkdir(parents=True)
+        for name, data in files.items():
+            (ragged_drop if name == "nul_ragged.csv" else drop).joinpath(name).write_bytes(data)
 
     env = subprocess_env(database_url, ORCHESTRATOR_COLE_INBOX=str(inbox))
     async with ChaosRun(
@@ -165,6 +173,7 @@ async def test_bad_cole_exports(database_url: str, tmp_path: Path) -> None:
         assert await _state(run.db, base_job) == "succeeded", await _runs(run.db, base_job)
         loaded = await _loaded(run.db, client, MONTH)
         assert loaded["people"] > 0
+        drop_files()
 
         failing = {
             "wrong header": (["drop/wrong_header.csv"], "unknown column 'Zip Code'"),
@@ -196,14 +205,14 @@ async def test_bad_cole_exports(database_url: str, tmp_path: Path) -> None:
             assert names[-1] in error["message"], (name, error["message"])  # names the file
         assert await _loaded(run.db, client, MONTH) == loaded, "stored rows changed"
         assert not await run.db.rows(
-            "SELECT id FROM cole_files WHERE file_name = 'drop/new_good.csv'"
+            "SELECT id FROM cole_files WHERE file_name LIKE '%/drop/new_good.csv'"
         ), "a run with a bad file loaded its good file"
 
         assert await _state(run.db, ragged_job) == "succeeded", await _runs(run.db, ragged_job)
         bad_rows = await run.db.rows(
             "SELECT b.row_number, b.reason FROM cole_bad_rows b"
             "  JOIN cole_files f ON f.id = b.file_id"
-            " WHERE f.file_name = 'drop/nul_ragged.csv' ORDER BY b.row_number"
+            " WHERE f.file_name LIKE '%/drop/nul_ragged.csv' ORDER BY b.row_number"
         )
         assert [(r["row_number"], r["reason"]) for r in bad_rows] == [
             (4, "contains NUL byte"),
@@ -231,7 +240,7 @@ async def test_bad_cole_exports(database_url: str, tmp_path: Path) -> None:
 
 async def test_emailbison_faults(database_url: str, tmp_path: Path) -> None:
     client = "Fault Tolerant Agency"
-    key_env = "CHAOS_EMAILBISON_KEY"
+    key_env = "EMAILBISON_KEY_CHAOS"
     api_key = secrets.token_hex(16)
     inbox = tmp_path / "inbox"
     generate_exports(
@@ -245,6 +254,7 @@ async def test_emailbison_faults(database_url: str, tmp_path: Path) -> None:
             database_url,
             ORCHESTRATOR_COLE_INBOX=str(inbox),
             ORCHESTRATOR_DEFAULT_RETRY_DELAY="1",
+            ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",
             **{key_env: api_key},
         )
         async with ChaosRun(

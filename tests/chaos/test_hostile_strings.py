@@ -173,7 +173,8 @@ async def _campaign(
             ORCHESTRATOR_SLACK_WEBHOOK_URL=webhook,
             ORCHESTRATOR_LOG_LEVEL="DEBUG",
             ORCHESTRATOR_DEFAULT_RETRY_DELAY="1",
-            CHAOS_EMAILBISON_KEY=api_key,
+            ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",
+            EMAILBISON_KEY_CHAOS=api_key,
         )
 
         adds = []
@@ -183,7 +184,7 @@ async def _campaign(
             if name == MAIN_CLIENT:
                 args += [
                     f"--emailbison-url={base_url}",
-                    "--emailbison-key-env=CHAOS_EMAILBISON_KEY",
+                    "--emailbison-key-env=EMAILBISON_KEY_CHAOS",
                     f"--campaign-id={campaign_id}",
                 ]
             adds.append(run_cli(env, *args))

@@ -44,7 +44,7 @@ from workflows.windows import (
 DEMO_DATABASE = "orchestrator_demo"
 """Default name of the demo database; ``ORCHESTRATOR_DEMO_DATABASE`` overrides it (tests)."""
 CLIENT = "Lone Star & Sooner Home Agency"
-KEY_ENV = "DEMO_EMAILBISON_KEY"
+KEY_ENV = "EMAILBISON_KEY_DEMO"
 STATES = ("TX", "OK", "NJ")
 PULLED_ZIPS = (
     "75001", "75002", "75006", "75007", "75010", "75013", "75019", "75023",
@@ -177,6 +177,8 @@ def _start_worker(
             "ORCHESTRATOR_DATABASE_URL": database_url,
             "ORCHESTRATOR_COLE_INBOX": str(inbox),
             "ORCHESTRATOR_POLL_INTERVAL": "0.2",
+            # The EmailBison stand-in listens on plain http on 127.0.0.1.
+            "ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK": "1",
             KEY_ENV: api_key,
         }
     )

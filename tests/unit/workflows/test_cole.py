@@ -20,10 +20,9 @@ from workflows.cole import (
     copy_records,
     discover_exports,
     export_dir,
-    iter_export_rows,
-    read_export,
     validate_header,
 )
+from workflows.cole_reader import iter_export_rows, read_export
 
 HEADER = ",".join(COLE_COLUMNS)
 CELLS = [

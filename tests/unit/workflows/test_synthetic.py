@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workflows.cole import FIELD_NAMES, ColeExport, ColeRow, discover_exports, read_export
+from workflows.cole import FIELD_NAMES, ColeExport, ColeRow, discover_exports
+from workflows.cole_reader import read_export
 from workflows.standins.synthetic import (
     MAX_ROWS_PER_FILE,
     generate_exports,
