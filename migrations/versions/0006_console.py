@@ -3,6 +3,7 @@
 - ``agent_runs.progress``: ``{"done", "total", "note", "at"}`` written by a running workflow
   through ``ctx.progress()`` (on a short autocommit connection of its own, never in the job's
   transaction), shown as a bar by the dashboard and by ``orchestrator runs``.
+  The ``orchestrator_runs`` view gains the column.
 - ``orchestrator_changed`` notifications: one per transaction that changed ``agent_runs`` or
   a procrastinate job's status (statement-level triggers with a constant payload, which
   PostgreSQL folds into one notification per transaction). The dashboard listens and pushes a
@@ -45,6 +46,16 @@ def upgrade() -> None:
             AFTER UPDATE OF status ON procrastinate_jobs
             FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_notify_change();
 
+        CREATE OR REPLACE VIEW orchestrator_runs AS
+        SELECT r.id AS run_id, r.job_id, r.workflow, r.attempt, r.status::text AS status,
+               r.started_at, r.finished_at,
+               EXTRACT(EPOCH FROM (COALESCE(r.finished_at, now()) - r.started_at)) AS duration_s,
+               r.worker, r.queue,
+               r.error ->> 'type' AS error_type,
+               r.error ->> 'message' AS error_message,
+               r.input, r.output, r.progress
+          FROM agent_runs r;
+
         CREATE TABLE orchestrator_alerts (
             id      bigserial PRIMARY KEY,
             kind    text NOT NULL,
@@ -64,6 +75,17 @@ def downgrade() -> None:
     op.execute(
         """
         DROP TABLE orchestrator_alerts;
+        DROP VIEW orchestrator_runs;
+        CREATE VIEW orchestrator_runs AS
+        SELECT r.id AS run_id, r.job_id, r.workflow, r.attempt, r.status::text AS status,
+               r.started_at, r.finished_at,
+               EXTRACT(EPOCH FROM (COALESCE(r.finished_at, now()) - r.started_at)) AS duration_s,
+               r.worker, r.queue,
+               r.error ->> 'type' AS error_type,
+               r.error ->> 'message' AS error_message,
+               r.input, r.output
+          FROM agent_runs r;
+        COMMENT ON VIEW orchestrator_runs IS 'agent_runs with durations, newest first by run_id';
         DROP TRIGGER orchestrator_jobs_changed ON procrastinate_jobs;
         DROP TRIGGER orchestrator_runs_changed ON agent_runs;
         DROP FUNCTION orchestrator_notify_change();

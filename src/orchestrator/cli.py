@@ -28,6 +28,7 @@ from orchestrator.errors import (
     UnknownWorkflow,
 )
 from orchestrator.log import configure_logging
+from orchestrator.progress import describe_progress
 from orchestrator.redaction import SecretScrubber, redact_url
 from orchestrator.retry import effective_policy
 from orchestrator.settings import Settings, load_settings
@@ -267,6 +268,7 @@ async def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     rows = [("run", "job", "workflow", "attempt", "status", "started", "duration", "error")]
     for r in runs:
+        progress = describe_progress(r.get("progress"))
         rows.append(
             (
                 str(r["run_id"]),
@@ -276,7 +278,7 @@ async def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
                 r["status"],
                 r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
                 f"{float(r['duration_s']):.3f}s",
-                (f"{r['error_type']}: {r['error_message']}" if r["error_type"] else "")[:80],
+                (f"{r['error_type']}: {r['error_message']}" if r["error_type"] else progress)[:80],
             )
         )
     print(_table(rows))
@@ -296,6 +298,8 @@ async def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
     print(f"job {job['job_id']} {job['workflow']} state={job['state']} attempts={job['attempts']}")
     for r in reversed(runs):
         error = f" {r['error_type']}: {r['error_message']}" if r["error_type"] else ""
+        if r.get("progress"):
+            error += f" {describe_progress(r['progress'])}"
         print(f"  attempt {r['attempt']}: {r['status']} {float(r['duration_s']):.3f}s{error}")
     return 0
 

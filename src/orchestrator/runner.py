@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from orchestrator.context import EnqueueInTransaction, WorkflowContext
 from orchestrator.errors import InvalidPayload, PermanentError, RetryableError
+from orchestrator.progress import ProgressReporter
 from orchestrator.queries import QUERIES
 from orchestrator.redaction import SecretScrubber, redact_payload
 from orchestrator.registry import Registry, Workflow
@@ -180,6 +181,7 @@ class Runner:
                 {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
             ),
             _enqueue=self.enqueue,
+            _progress=ProgressReporter(self.pool, run_id),
         )
         try:
             result = await workflow.run(ctx, data)

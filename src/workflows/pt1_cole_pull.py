@@ -106,6 +106,9 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     )
     loaded: list[dict[str, Any]] = []
     skipped: list[str] = []
+    total_rows = sum(len(export.rows) for export in exports)
+    rows_done = 0
+    await ctx.progress(0, total_rows, note=f"rows in {len(exports)} file(s)")
     # The COPY text of the next file is prepared in a thread while the database loads this one.
     staged = [asyncio.create_task(asyncio.to_thread(_stage_text, exports[0]))] if exports else []
     for position, export in enumerate(exports):
@@ -120,6 +123,8 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
         )
         if await cursor.fetchone() is not None:
             skipped.append(export.file)
+            rows_done += len(export.rows)
+            await ctx.progress(rows_done, total_rows, note=f"rows in {len(exports)} file(s)")
             continue
         cursor = await conn.execute(
             """
@@ -164,6 +169,8 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
         )
         await conn.execute("TRUNCATE pt1_stage")
         await ctx.commit()
+        rows_done += len(export.rows)
+        await ctx.progress(rows_done, total_rows, note=f"rows in {len(exports)} file(s)")
         loaded.append(
             {
                 "file": export.file,

@@ -155,6 +155,7 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
                 ],
             )
             await ctx.commit()
+            await ctx.progress(len(results) + 1, len(campaigns), note="campaigns")
             results.append(
                 {
                     "campaign_id": campaign.id,
