@@ -105,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reveal", action="store_true", help="print the password too")
     p.set_defaults(handler=cmd_db_url)
 
+    p = sub.add_parser("dashboard", help="serve the operations console (web)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    p.set_defaults(handler=cmd_dashboard)
+
+    p = sub.add_parser("health", help="exit 0 when the database is reachable and migrated")
+    p.set_defaults(handler=cmd_health)
+
     _add_domain_commands(sub)
     return parser
 
@@ -384,6 +393,33 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
     url = resolve_database_url(settings)
     print(url if args.reveal else redact_url(url))
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator.dashboard.config import load_dashboard_settings
+    from orchestrator.dashboard.server import serve
+
+    return serve(
+        settings,
+        load_dashboard_settings(),
+        host=args.host,
+        port=args.port,
+        read_only=args.read_only,
+    )
+
+
+async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator.database import resolve_database_url
+    from orchestrator.health import check_database, expected_revisions
+
+    try:
+        url = resolve_database_url(settings)
+    except DatabaseUnavailable as exc:
+        print(f"unhealthy: {exc}")
+        return EXIT_FAILED
+    health = await check_database(url, expected_revisions(), settings.connect_timeout)
+    print(health.line())
+    return 0 if health.ok else EXIT_FAILED
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -62,7 +62,9 @@ class WorkflowContext:
         """
         return await self._enqueue(workflow, payload, connection=self.connection, **options)
 
-    async def progress(self, done: int, total: int | None = None, *, note: str | None = None) -> None:
+    async def progress(
+        self, done: int, total: int | None = None, *, note: str | None = None
+    ) -> None:
         """Report how far the run is (``done`` of ``total`` ``note``), e.g. leads uploaded.
 
         Written at once on a connection of its own (not in this attempt's transaction), at
