@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.dashboard.pages import DashboardPage
 from orchestrator.registry import Workflow
 from orchestrator.schedules import Schedule
 from workflows import (
+    board,
     pt1_cole_pull,
     pt2_clay_format,
     pt3_gap_analysis,
@@ -23,3 +25,5 @@ WORKFLOWS: list[Workflow[Any]] = [
     pt5_evergreen_update.WORKFLOW,
 ]
 SCHEDULES: list[Schedule] = list(schedules.SCHEDULES)
+#: Console pages (``orchestrator dashboard``): the pipeline board and a client's history.
+DASHBOARD_PAGES: list[DashboardPage] = list(board.PAGES)
