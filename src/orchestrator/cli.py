@@ -275,7 +275,9 @@ async def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(runs, indent=2, default=str))
         return 0
-    rows = [("run", "job", "workflow", "attempt", "status", "started", "duration", "error")]
+    rows = [
+        ("run", "job", "workflow", "attempt", "status", "started", "duration", "error / progress")
+    ]
     for r in runs:
         progress = describe_progress(r.get("progress"))
         rows.append(
