@@ -48,6 +48,13 @@ STEPS = ("pt1", "pt2", "pt3", "pt4", "pt5")
 #: Runs older than this are not looked at for the board (their figures still show).
 RUN_HISTORY_DAYS = 400
 DEFAULT_MONTHS = 4
+#: The figures of a cell (the columns of ``month_facts``); all ``None`` before any step ran.
+FACT_KEYS = (
+    "files", "rows_pulled", "people", "bad_rows", "raw_rows", "cleaned", "texas_hnw",
+    "head_of_household", "target", "cleaned_count", "gap", "gap_status", "upsell", "windows",
+    "windows_done", "leads", "uploaded", "rejected", "windows_attached", "last_name",
+    "last_upload",
+)  # fmt: skip
 
 Conn = AsyncConnection[DictRow]
 
@@ -113,12 +120,14 @@ async def _cells(
     def cell(client_id: int, month: str) -> Cell:
         found = cells[client_id].get(month)
         if found is None:
-            found = cells[client_id][month] = Cell(month, steps={s: Step(s) for s in STEPS})
+            found = cells[client_id][month] = Cell(
+                month, facts=dict.fromkeys(FACT_KEYS), steps={s: Step(s) for s in STEPS}
+            )
         return found
 
     facts = await _rows(conn, "month_facts", {"clients": list(by_name.values())})
     for row in facts:
-        cell(row["client_id"], row["month"].strftime("%Y-%m")).facts = dict(row)
+        cell(row["client_id"], row["month"].strftime("%Y-%m")).facts.update(row)
     params = {"days": RUN_HISTORY_DAYS, "client": client}
     for row in await _rows(conn, "recent_runs", params):
         month = _month_of(row)

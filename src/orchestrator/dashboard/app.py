@@ -13,6 +13,7 @@ that runs out of time answers 503 with a sentence saying so, never hangs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -78,6 +79,12 @@ class Console:
         self.metrics = MetricsCache()
         self.feed: ChangeFeed | None = None
         self.expected: set[str] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def stopping(self) -> None:
+        """The server is stopping: end the event streams so it need not wait for them."""
+        if self.loop is not None and self.feed is not None:
+            self.loop.call_soon_threadsafe(self.feed.close_subscribers)
 
     @contextlib.asynccontextmanager
     async def read_only_connection(self) -> AsyncIterator[data.Conn]:
@@ -362,6 +369,7 @@ def create_app(
         if live:
             console.feed = ChangeFeed(orch.database_url)
             await console.feed.start()
+        console.loop = asyncio.get_running_loop()
         try:
             yield
         finally:

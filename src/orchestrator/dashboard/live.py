@@ -45,6 +45,7 @@ class ChangeFeed:
         self._subscribers: set[asyncio.Queue[str | None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
+        self._closing = False
 
     async def start(self) -> None:
         self._tasks = [
@@ -66,6 +67,12 @@ class ChangeFeed:
     def subscribers(self) -> int:
         return len(self._subscribers)
 
+    def close_subscribers(self) -> None:
+        """End every open stream now (the server is stopping); new ones end at once."""
+        self._closing = True
+        for queue in list(self._subscribers):
+            _offer(queue, None)
+
     def notify(self) -> None:
         """Mark the data changed (what a notification does); used by tests too."""
         self._dirty.set()
@@ -73,6 +80,8 @@ class ChangeFeed:
     async def subscribe(self, keepalive: float = KEEPALIVE_S) -> AsyncIterator[str]:
         """``"change"`` after each (debounced) change, ``""`` after ``keepalive`` quiet s."""
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=1)
+        if self._closing:
+            return
         self._subscribers.add(queue)
         try:
             while True:

@@ -8,7 +8,8 @@ hides and refuses every action.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -66,5 +67,17 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
-    uvicorn.Server(config).run()
+    ConsoleServer(config, on_exit=app.state.console.stopping).run()
     return 0
+
+
+class ConsoleServer(uvicorn.Server):
+    """uvicorn's server, telling the console first when a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)
