@@ -149,7 +149,12 @@ def test_an_operator_watches_a_month_and_retries_a_failure(
             _wait_http(f"{base}/readyz", dashboard)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             dialogs: list[str] = []
-            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+            def on_dialog(dialog: Any) -> None:
+                dialogs.append(dialog.message)
+                dialog.dismiss()
+
+            page.on("dialog", on_dialog)
             console_errors: list[str] = []
             page.on(
                 "console",
