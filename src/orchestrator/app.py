@@ -29,8 +29,8 @@ from procrastinate.job_context import JobContext
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from orchestrator import alerts, pruning, recovery, status
 from orchestrator import enqueue as enqueue_module
-from orchestrator import pruning, recovery, status
 from orchestrator.database import check_connection, resolve_database_url
 from orchestrator.errors import (
     ConfigurationError,
@@ -371,6 +371,19 @@ class Orchestrator:
             name="orchestrator.prune", queue=MAINTENANCE_QUEUE, pass_context=False
         )(prune_finished_jobs)
         self.app.periodic(cron="17 * * * *", periodic_id="prune")(prune_task)
+
+        alert_settings = alerts.AlertSettings()
+
+        async def send_alerts(timestamp: int) -> None:
+            hooks = alerts.load_alert_hooks(orchestrator.settings)
+            await alerts.sweep(orchestrator.pool, orchestrator.settings, hooks, alert_settings)
+
+        alert_task = self.app.task(
+            name="orchestrator.alerts", queue=MAINTENANCE_QUEUE, pass_context=False
+        )(send_alerts)
+        self.app.periodic(
+            cron=f"* * * * * */{min(59, alert_settings.alert_interval)}", periodic_id="alerts"
+        )(alert_task)
 
     def _register_schedule(self, schedule: Schedule) -> None:
         orchestrator = self

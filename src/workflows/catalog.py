@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.alerts import AlertHook
 from orchestrator.dashboard.pages import DashboardPage
 from orchestrator.registry import Workflow
 from orchestrator.schedules import Schedule
 from workflows import (
+    alerts,
     board,
     pt1_cole_pull,
     pt2_clay_format,
@@ -27,3 +29,5 @@ WORKFLOWS: list[Workflow[Any]] = [
 SCHEDULES: list[Schedule] = list(schedules.SCHEDULES)
 #: Console pages (``orchestrator dashboard``): the pipeline board and a client's history.
 DASHBOARD_PAGES: list[DashboardPage] = list(board.PAGES)
+#: Called by the engine's alert sweep for each new alert (failed job, retry storm, stalled worker).
+ALERT_HOOKS: list[AlertHook] = [alerts.slack_alert]
