@@ -53,7 +53,11 @@
       .then(function (html) {
         var fresh = regions(new DOMParser().parseFromString(html, "text/html"));
         Object.keys(current).forEach(function (id) {
-          if (fresh[id] && !current[id].contains(document.activeElement)) {
+          // A region being worked in (focused, or with boxes ticked) is left as it is.
+          var busy =
+            current[id].contains(document.activeElement) ||
+            current[id].querySelector("input[type=checkbox]:checked") !== null;
+          if (fresh[id] && !busy) {
             current[id].replaceWith(document.importNode(fresh[id], true));
           }
         });
