@@ -18,7 +18,8 @@ import importlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from importlib import resources
+from typing import Any, LiteralString
 
 import psycopg
 from psycopg.rows import DictRow
@@ -26,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator.queries import _load
 from orchestrator.settings import Settings
 
 logger = logging.getLogger("orchestrator.alerts")
@@ -60,35 +62,9 @@ class Alert:
 
 AlertHook = Callable[[Alert, Settings], Awaitable[None]]
 
-SWEEP_QUERIES: dict[str, Any] = {
-    "job_failed": """
-        SELECT r.id, r.job_id, r.workflow, r.attempt, r.input, r.error ->> 'type' AS error_type,
-               r.error ->> 'message' AS error_message
-          FROM agent_runs r
-         WHERE r.status = 'failed' AND r.finished_at > now() - interval '1 day'
-           AND NOT EXISTS (SELECT 1 FROM orchestrator_alerts a
-                            WHERE a.kind = 'job_failed' AND a.key = r.id::text)
-         ORDER BY r.id LIMIT 100""",
-    "job_retrying": """
-        SELECT r.id, r.job_id, r.workflow, r.attempt, r.input, r.error ->> 'type' AS error_type,
-               r.error ->> 'message' AS error_message
-          FROM agent_runs r
-         WHERE r.status = 'retrying' AND r.attempt > %(retries)s
-           AND r.finished_at > now() - interval '1 day'
-           AND NOT EXISTS (SELECT 1 FROM orchestrator_alerts a
-                            WHERE a.kind = 'job_retrying' AND a.key = r.job_id::text)
-         ORDER BY r.id LIMIT 100""",
-    "worker_stalled": """
-        SELECT w.id, EXTRACT(EPOCH FROM now() - w.last_heartbeat) AS silent_s
-          FROM procrastinate_workers w
-         WHERE w.last_heartbeat < now() - make_interval(secs => %(stalled_after)s)
-           AND NOT EXISTS (SELECT 1 FROM orchestrator_alerts a
-                            WHERE a.kind = 'worker_stalled' AND a.key = w.id::text)
-         LIMIT 100""",
-}
-RECORD = """
-INSERT INTO orchestrator_alerts (kind, key, job_id, message) VALUES (%s, %s, %s, %s)
-ON CONFLICT (kind, key) DO NOTHING RETURNING id"""
+ALERT_SQL: dict[str, LiteralString] = _load(
+    resources.files("orchestrator").joinpath("sql/alerts.sql").read_text(encoding="utf-8")
+)
 
 
 def load_alert_hooks(settings: Settings) -> list[AlertHook]:
@@ -113,7 +89,7 @@ async def find_alerts(
     conn: psycopg.AsyncConnection[DictRow], *, retries: int, stalled_after: float, base: str | None
 ) -> list[Alert]:
     found: list[Alert] = []
-    cursor = await conn.execute(SWEEP_QUERIES["job_failed"])
+    cursor = await conn.execute(ALERT_SQL["job_failed"])
     for row in await cursor.fetchall():
         found.append(
             Alert(
@@ -129,7 +105,7 @@ async def find_alerts(
                 _link(base, row["job_id"]),
             )
         )
-    cursor = await conn.execute(SWEEP_QUERIES["job_retrying"], {"retries": retries})
+    cursor = await conn.execute(ALERT_SQL["job_retrying"], {"retries": retries})
     for row in await cursor.fetchall():
         found.append(
             Alert(
@@ -146,7 +122,7 @@ async def find_alerts(
                 _link(base, row["job_id"]),
             )
         )
-    cursor = await conn.execute(SWEEP_QUERIES["worker_stalled"], {"stalled_after": stalled_after})
+    cursor = await conn.execute(ALERT_SQL["worker_stalled"], {"stalled_after": stalled_after})
     for row in await cursor.fetchall():
         found.append(
             Alert(
@@ -178,7 +154,13 @@ async def sweep(
         )
         for alert in alerts:
             cursor = await conn.execute(
-                RECORD, [alert.kind, alert.key, alert.job_id, alert.summary]
+                ALERT_SQL["record_alert"],
+                {
+                    "kind": alert.kind,
+                    "key": alert.key,
+                    "job_id": alert.job_id,
+                    "message": alert.summary,
+                },
             )
             if await cursor.fetchone() is not None:
                 sent.append(alert)

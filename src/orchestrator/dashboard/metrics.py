@@ -64,9 +64,29 @@ class Snapshot:
 
 async def read_snapshot(conn: Conn) -> Snapshot:
     snap = Snapshot()
-    snap.runs = list(await _rows(conn, "metrics_runs"))
-    for row in await _rows(conn, "metrics_durations", {"bounds": list(DURATION_BUCKETS)}):
-        snap.durations.setdefault(row["workflow"], {})[float(row["bound"])] = int(row["n"])
+    runs: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in await _rows(conn, "metrics_runs", {"bounds": list(DURATION_BUCKETS)}):
+        key = (row["workflow"], row["status"])
+        total = runs.setdefault(
+            key,
+            {
+                "workflow": key[0],
+                "status": key[1],
+                "n": 0,
+                "first_attempts": 0,
+                "duration_sum": 0.0,
+            },
+        )
+        total["n"] += int(row["n"])
+        total["first_attempts"] += int(row["first_attempts"])
+        total["duration_sum"] += float(row["duration_sum"])
+        if row["bucket"] is not None:
+            # bucket k holds durations in [bound k-1, bound k): counted for every bound >= k
+            by_bound = snap.durations.setdefault(row["workflow"], {})
+            for index, bound in enumerate(DURATION_BUCKETS):
+                if int(row["bucket"]) <= index:
+                    by_bound[bound] = by_bound.get(bound, 0) + int(row["n"])
+    snap.runs = list(runs.values())
     snap.queue_wait = list(await _rows(conn, "metrics_queue_wait"))
     snap.counts = [r for r in await _rows(conn, "queue_counts") if r["workflow"] != "*"]
     snap.oldest = list(await _rows(conn, "oldest_waiting"))

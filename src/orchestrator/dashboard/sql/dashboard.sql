@@ -118,22 +118,16 @@ SELECT j.job_id, j.workflow, j.state, j.attempts, j.scheduled_at, j.payload, l.r
  ORDER BY l.run_id DESC;
 
 -- metrics_runs --
--- Attempts by workflow and outcome (all time, agent_runs is never pruned); running ones too.
-SELECT workflow, status::text AS status, count(*) AS n,
+-- Every attempt ever recorded (agent_runs is never pruned), in one scan: by workflow, outcome
+-- and duration bucket (width_bucket over the histogram bounds; NULL while running).
+SELECT workflow, status::text AS status,
+       width_bucket(EXTRACT(EPOCH FROM finished_at - started_at)::float8, %(bounds)s::float8[])
+           AS bucket,
+       count(*) AS n,
        count(*) FILTER (WHERE attempt = 1) AS first_attempts,
-       COALESCE(sum(EXTRACT(EPOCH FROM COALESCE(finished_at, now()) - started_at))
-                FILTER (WHERE finished_at IS NOT NULL), 0) AS duration_sum
+       COALESCE(sum(EXTRACT(EPOCH FROM finished_at - started_at)), 0) AS duration_sum
   FROM agent_runs
- GROUP BY workflow, status;
-
--- metrics_durations --
--- Finished attempts per workflow falling in each duration bucket (cumulative: <= bound).
-SELECT r.workflow, b.bound, count(*) AS n
-  FROM agent_runs r
-  JOIN unnest(%(bounds)s::float8[]) AS b(bound)
-    ON EXTRACT(EPOCH FROM r.finished_at - r.started_at) <= b.bound
- WHERE r.finished_at IS NOT NULL
- GROUP BY r.workflow, b.bound;
+ GROUP BY 1, 2, 3;
 
 -- metrics_queue_wait --
 -- First attempts started in the last hour: seconds from enqueue (the 'deferred' event) to
