@@ -45,8 +45,9 @@ QUERIES: dict[str, LiteralString] = _load(
     resources.files("workflows").joinpath("sql/board.sql").read_text("utf-8")
 )
 STEPS = ("pt1", "pt2", "pt3", "pt4", "pt5")
-#: Runs older than this are not looked at for the board (their figures still show).
-RUN_HISTORY_DAYS = 400
+#: The board reads the newest this-many attempts of each workflow for step states (older
+#: months keep their figures from the pipeline tables).
+RUNS_PER_WORKFLOW = 2_000
 DEFAULT_MONTHS = 4
 #: The figures of a cell (the columns of ``month_facts``); all ``None`` before any step ran.
 FACT_KEYS = (
@@ -128,7 +129,7 @@ async def _cells(
     facts = await _rows(conn, "month_facts", {"clients": list(by_name.values())})
     for row in facts:
         cell(row["client_id"], row["month"].strftime("%Y-%m")).facts.update(row)
-    params = {"days": RUN_HISTORY_DAYS, "client": client}
+    params = {"per_workflow": RUNS_PER_WORKFLOW, "client": client}
     for row in await _rows(conn, "recent_runs", params):
         month = _month_of(row)
         client_id = by_name.get(row["client"])

@@ -55,6 +55,7 @@ from orchestrator.redaction import redact_payload
 from orchestrator.status import STATES
 
 STATIC = Path(__file__).parent / "static"
+METRICS_TIMEOUT_S = 15.0
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -87,9 +88,9 @@ class Console:
             self.loop.call_soon_threadsafe(self.feed.close_subscribers)
 
     @contextlib.asynccontextmanager
-    async def read_only_connection(self) -> AsyncIterator[data.Conn]:
+    async def read_only_connection(self, timeout: float | None = None) -> AsyncIterator[data.Conn]:
         """A pooled connection in a read-only transaction with the statement timeout."""
-        timeout_ms = int(self.settings.statement_timeout * 1000)
+        timeout_ms = int((timeout or self.settings.statement_timeout) * 1000)
         async with self.orch.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "SELECT set_config('transaction_read_only', 'on', true),"
@@ -285,7 +286,10 @@ async def metrics(request: Request) -> Response:
     console: Console = request.app.state.console
 
     async def read() -> Any:
-        async with console.read_only_connection() as conn:
+        # A scrape reads all of agent_runs (~0.35 s per 200,000 runs here): it gets more time
+        # than a page, and its answer is cached for a few seconds.
+        timeout = max(METRICS_TIMEOUT_S, console.settings.statement_timeout)
+        async with console.read_only_connection(timeout) as conn:
             return await read_snapshot(conn)
 
     body = await console.metrics.get(read)
