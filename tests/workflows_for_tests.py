@@ -97,6 +97,7 @@ async def steps(ctx: WorkflowContext, data: StepsInput) -> dict[str, Any]:
             await _write(ctx, f"{data.key}:{step}")
             done += 1
         await ctx.commit()
+        await ctx.progress(step, data.steps, note="steps")
     return {"steps_done_this_attempt": done}
 
 

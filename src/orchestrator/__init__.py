@@ -13,6 +13,9 @@ what this module exports::
     resolve_database_url, with_database, migrate          the database outside a job
     describe_validation_error                             pydantic errors as one line
     register_secret                                       mask a secret read at run time
+    DashboardPage, DashboardAction, ActionResult, ...     console pages a plugin adds
+    Alert, AlertHook                                      alerts a plugin forwards
+    load_queries                                          named SQL blocks of a .sql file
     OrchestratorError, PermanentError, RetryableError, ...  (the exception tree)
 
 Example::
@@ -22,7 +25,15 @@ Example::
     job_id = await orchestrator.enqueue_workflow("pt1", {"client": "Acme", "month": "2027-01"})
 """
 
+from orchestrator._alerts import Alert, AlertHook
 from orchestrator._context import WorkflowContext
+from orchestrator._dashboard.pages import (
+    ActionRefused,
+    ActionResult,
+    DashboardAction,
+    DashboardPage,
+    PageNotFound,
+)
 from orchestrator._database import migrate, resolve_database_url, with_database
 from orchestrator._default import close, enqueue_many, enqueue_workflow, queue_status
 from orchestrator._enqueue import JobRequest
@@ -40,6 +51,7 @@ from orchestrator._errors import (
     WorkflowError,
 )
 from orchestrator._orchestrator import Orchestrator
+from orchestrator._queries import load_queries
 from orchestrator._redaction import register_secret
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
@@ -48,7 +60,13 @@ from orchestrator._settings import Settings, load_settings
 from orchestrator._status import JobCounts, QueueStatus, RunStatus
 
 __all__ = [
+    "ActionRefused",
+    "ActionResult",
+    "Alert",
+    "AlertHook",
     "ConfigurationError",
+    "DashboardAction",
+    "DashboardPage",
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "DuplicateJob",
@@ -58,6 +76,7 @@ __all__ = [
     "JobRequest",
     "Orchestrator",
     "OrchestratorError",
+    "PageNotFound",
     "PermanentError",
     "QueueStatus",
     "Registry",
@@ -75,6 +94,7 @@ __all__ = [
     "describe_validation_error",
     "enqueue_many",
     "enqueue_workflow",
+    "load_queries",
     "load_settings",
     "migrate",
     "queue_status",

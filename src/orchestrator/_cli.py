@@ -27,6 +27,7 @@ from orchestrator._errors import (
 from orchestrator._log import configure_logging
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._plugins import entry_point_plugins
+from orchestrator._progress import describe_progress
 from orchestrator._redaction import SecretScrubber, redact_url
 from orchestrator._retry import effective_policy
 from orchestrator._settings import Settings, load_settings, secret_values
@@ -110,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db-url", help="print the database URL (password hidden)")
     p.add_argument("--reveal", action="store_true", help="print the password too")
     p.set_defaults(handler=cmd_db_url)
+
+    p = sub.add_parser("dashboard", help="serve the operations console (web)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--read-only", action="store_true", help="hide and refuse every action")
+    p.set_defaults(handler=cmd_dashboard)
+
+    p = sub.add_parser("health", help="exit 0 when the database is reachable and migrated")
+    p.set_defaults(handler=cmd_health)
 
     _add_plugin_commands(sub)
     return parser
@@ -264,8 +274,11 @@ async def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(runs, indent=2, default=str))
         return 0
-    rows = [("run", "job", "workflow", "attempt", "status", "started", "duration", "error")]
+    rows = [
+        ("run", "job", "workflow", "attempt", "status", "started", "duration", "error / progress")
+    ]
     for r in runs:
+        progress = describe_progress(r.get("progress"))
         rows.append(
             (
                 str(r["run_id"]),
@@ -275,7 +288,7 @@ async def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
                 r["status"],
                 r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
                 f"{float(r['duration_s']):.3f}s",
-                (f"{r['error_type']}: {r['error_message']}" if r["error_type"] else "")[:80],
+                (f"{r['error_type']}: {r['error_message']}" if r["error_type"] else progress)[:80],
             )
         )
     print(_table(rows))
@@ -295,6 +308,8 @@ async def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
     print(f"job {job['job_id']} {job['workflow']} state={job['state']} attempts={job['attempts']}")
     for r in reversed(runs):
         error = f" {r['error_type']}: {r['error_message']}" if r["error_type"] else ""
+        if r.get("progress"):
+            error += f" {describe_progress(r['progress'])}"
         print(f"  attempt {r['attempt']}: {r['status']} {float(r['duration_s']):.3f}s{error}")
     return 0
 
@@ -379,6 +394,33 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
     url = resolve_database_url(settings)
     print(url if args.reveal else redact_url(url))
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator._dashboard.config import load_dashboard_settings
+    from orchestrator._dashboard.server import serve
+
+    return serve(
+        settings,
+        load_dashboard_settings(),
+        host=args.host,
+        port=args.port,
+        read_only=args.read_only,
+    )
+
+
+async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator._database import resolve_database_url
+    from orchestrator._health import check_database, expected_revisions
+
+    try:
+        url = resolve_database_url(settings)
+    except DatabaseUnavailable as exc:
+        print(f"unhealthy: {exc}")
+        return EXIT_FAILED
+    health = await check_database(url, expected_revisions(), settings.connect_timeout)
+    print(health.line())
+    return 0 if health.ok else EXIT_FAILED
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -30,6 +30,7 @@ from psycopg.rows import DictRow
 from orchestrator._settings import Settings
 
 EnqueueInTransaction = Callable[..., Awaitable[int]]
+ProgressWriter = Callable[[int, int | None, str | None], Awaitable[None]]
 
 
 @dataclass
@@ -46,6 +47,7 @@ class WorkflowContext:
     logger: logging.LoggerAdapter[logging.Logger]
     _enqueue: EnqueueInTransaction
     _commits: int = 0
+    _progress: ProgressWriter | None = None
 
     async def commit(self) -> None:
         """Commit the work done so far; the next statement starts a new transaction."""
@@ -59,6 +61,17 @@ class WorkflowContext:
         options are those of :func:`orchestrator.enqueue_workflow`.
         """
         return await self._enqueue(workflow, payload, connection=self.connection, **options)
+
+    async def progress(
+        self, done: int, total: int | None = None, *, note: str | None = None
+    ) -> None:
+        """Report how far the run is (``done`` of ``total`` ``note``), e.g. leads uploaded.
+
+        Written at once on a connection of its own (not in this attempt's transaction), at
+        most a few times a second; shown by the dashboard and ``orchestrator runs``.
+        """
+        if self._progress is not None:
+            await self._progress(done, total, note)
 
     @property
     def is_last_attempt(self) -> bool:

@@ -11,6 +11,8 @@ named in ``ORCHESTRATOR_WORKFLOW_MODULES``. Every attribute is optional:
 ``SETTINGS``        a :class:`~orchestrator.Settings` subclass with the plugin's own settings
 ``SECRETS``         ``secrets(settings) -> iterable`` of secret values for the log scrubber
 ``MIGRATIONS``      a directory of alembic revisions joining the one migration history
+``DASHBOARD_PAGES`` pages the operations console adds (:class:`~orchestrator.DashboardPage`)
+``ALERT_HOOKS``     ``async hook(alert, settings)`` called once per new alert (e.g. Slack)
 ==================  ========================================================================
 
 Example ``pyproject.toml`` of a domain package::

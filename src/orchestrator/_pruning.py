@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from orchestrator._queries import QUERIES
 
-logger = logging.getLogger("orchestrator._pruning")
+logger = logging.getLogger("orchestrator.pruning")
 
 BATCH = 10_000
 MAX_BATCHES = 100

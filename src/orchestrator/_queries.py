@@ -15,6 +15,11 @@ from typing import LiteralString, cast
 _BLOCK_RE = re.compile(r"^-- ([a-z_]+) --$", re.MULTILINE)
 
 
+def load_queries(text: str) -> dict[str, LiteralString]:
+    """Named blocks of a ``.sql`` text (``-- name --`` lines), by name; for plugins' SQL too."""
+    return _load(text)
+
+
 def _load(text: str) -> dict[str, LiteralString]:
     parts = _BLOCK_RE.split(text)
     queries: dict[str, LiteralString] = {}

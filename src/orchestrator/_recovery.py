@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from orchestrator._queries import QUERIES
 
-logger = logging.getLogger("orchestrator._recovery")
+logger = logging.getLogger("orchestrator.recovery")
 
 MAX_ABANDONED = 5
 #: pg_try_advisory_lock key held by the sweep ("orchrcvr"), so sweeps never overlap.

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 
 from orchestrator._context import EnqueueInTransaction, WorkflowContext
 from orchestrator._errors import InvalidPayload
+from orchestrator._progress import ProgressReporter
 from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber, redact_payload
 from orchestrator._registry import Registry, Workflow
@@ -181,6 +182,7 @@ class Runner:
                 {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
             ),
             _enqueue=self.enqueue,
+            _progress=ProgressReporter(self.pool, run_id),
         )
         try:
             result = await workflow.run(ctx, data)

@@ -36,3 +36,6 @@ class Schedule:
     cron: str
     handler: ScheduleHandler
     description: str = ""
+    #: Whether a firing at this (UTC) time starts anything: the handler's own calendar check,
+    #: so the console can show the next real runs of a cron that fires more often.
+    applies: Callable[[datetime.datetime], bool] | None = None

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from procrastinate import exceptions as pexc
 from procrastinate.job_context import JobContext
 
+from orchestrator import _alerts as alerts
 from orchestrator import _pruning as pruning
 from orchestrator._enqueue import MAX_PRIORITY
 from orchestrator._registry import Workflow
@@ -113,6 +114,19 @@ def register_maintenance(orchestrator: Orchestrator) -> None:
         name="orchestrator.prune", queue=MAINTENANCE_QUEUE, pass_context=False
     )(prune_finished_jobs)
     orchestrator.app.periodic(cron="17 * * * *", periodic_id="prune")(prune_task)
+
+    alert_settings = alerts.AlertSettings()
+
+    async def send_alerts(timestamp: int) -> None:
+        hooks = alerts.load_alert_hooks(orchestrator.settings)
+        await alerts.sweep(orchestrator.pool, orchestrator.settings, hooks, alert_settings)
+
+    alert_task = orchestrator.app.task(
+        name="orchestrator.alerts", queue=MAINTENANCE_QUEUE, pass_context=False
+    )(send_alerts)
+    orchestrator.app.periodic(
+        cron=f"* * * * * */{min(59, alert_settings.alert_interval)}", periodic_id="alerts"
+    )(alert_task)
 
 
 def register_schedule(orchestrator: Orchestrator, schedule: Schedule) -> None:

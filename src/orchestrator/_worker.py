@@ -31,7 +31,7 @@ from orchestrator._errors import DatabaseNotMigrated, OrchestratorError
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._tasks import MAINTENANCE_QUEUE
 
-logger = logging.getLogger("orchestrator._worker")
+logger = logging.getLogger("orchestrator.worker")
 
 #: Pauses before restarting the procrastinate worker, growing while restarts fail at once
 #: (database still down); capped at 2 s so a worker is back soon after the database.

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orchestrator import Schedule, Workflow
+from orchestrator import AlertHook, DashboardPage, Schedule, Workflow
 from workflows import (
+    alerts,
+    board,
     pt1_cole_pull,
     pt2_clay_format,
     pt3_gap_analysis,
@@ -33,3 +35,7 @@ COMMANDS = add_commands
 SETTINGS = PipelineSettings
 SECRETS = secrets
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Console pages (``orchestrator dashboard``): the pipeline board and a client's history.
+DASHBOARD_PAGES: list[DashboardPage] = list(board.PAGES)
+#: Called by the engine's alert sweep for each new alert (failed job, retry storm, stalled worker).
+ALERT_HOOKS: list[AlertHook] = [alerts.slack_alert]

@@ -161,12 +161,14 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     skipped: list[str] = []
     # One file at a time, read and loaded (and released) before the next is opened: memory
     # stays bounded by one export within the reader's limits, however many files are listed.
-    for export_file in files:
+    await ctx.progress(0, len(files), note="files")
+    for position, export_file in enumerate(files, start=1):
         outcome = await _load_file(ctx, client.id, data, export_file)
         if outcome is None:
             skipped.append(export_file.display)
         else:
             loaded.append(outcome)
+        await ctx.progress(position, len(files), note="files")
 
     await conn.execute(
         "DELETE FROM pulled_zips WHERE client_id = %s AND month = %s", [client.id, data.first_day]

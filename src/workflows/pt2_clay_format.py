@@ -280,6 +280,7 @@ async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[st
                     )
                 await ctx.commit()  # the cache survives a failure later in this attempt
                 verdicts.update(fresh)
+                await ctx.progress(len(verdicts), len(emails), note="emails validated")
     return verdicts, "debounce"
 
 
@@ -303,7 +304,9 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         )
     # The rules are CPU work: off the event loop, so heartbeats and other jobs keep going.
     rejected: list[RejectedRow] = []
+    await ctx.progress(0, len(raws), note="rows")
     counts, candidates = await asyncio.to_thread(clean_rows, raws, year, month, rejected)
+    await ctx.progress(len(raws), len(raws), note="rows")
     verdicts, check = await _deliverable(ctx, [c.email for c in candidates])
     kept = [c for c in candidates if verdicts.get(c.email, False)]
     counts.email_undeliverable = len(candidates) - len(kept)

@@ -200,10 +200,14 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
             f"no cleaned leads for client {client.name!r} month {data.month}: run PT2/PT3 first"
         )
     summary = []
+    total_leads = sum(int(w["lead_count"]) for w in windows)
+    processed = 0
+    await ctx.progress(0, total_leads, note="leads")
     async with emailbison_api(client, ctx.settings) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
         for window in windows:
             pending = await _pending(ctx, client, window["id"])
+            processed += int(window["lead_count"]) - len(pending)  # done by an earlier attempt
             sent = rejected_total = 0
             for start in range(0, len(pending), MAX_LEADS_PER_REQUEST):
                 chunk = pending[start : start + MAX_LEADS_PER_REQUEST]
@@ -211,6 +215,8 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
                 uploaded, rejected = await upload_chunk(api, leads)
                 await _record(ctx, client, window["id"], uploaded, rejected)
                 await ctx.commit()
+                processed += len(chunk)
+                await ctx.progress(processed, total_leads, note="leads")
                 sent += len(uploaded)
                 rejected_total += len(rejected)
             cursor = await ctx.connection.execute(

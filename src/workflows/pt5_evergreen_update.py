@@ -96,7 +96,7 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
             f"window {window.key} of client {client.name!r} lost its leads (PT2 ran again "
             f"after PT4): run PT4 for {window.year:04d}-{window.month:02d} again first"
         )
-    results = []
+    results: list[dict[str, Any]] = []
     async with emailbison_api(client, ctx.settings) as api:
         campaigns = await _campaigns(client, api)
         for segment, campaign in sorted(campaigns.items()):
@@ -154,6 +154,7 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
                 ],
             )
             await ctx.commit()
+            await ctx.progress(len(results) + 1, len(campaigns), note="campaigns")
             results.append(
                 {
                     "campaign_id": campaign.id,

@@ -110,7 +110,7 @@ SELECT workflow, waiting, delayed, active, completed, failed, cancelled
 -- starts (their conditions only involve parameters), so the prepared plan psycopg reuses
 -- after a few calls is as fast as a fresh one, at any table size.
 SELECT r.run_id, r.job_id, r.workflow, r.attempt, r.status, r.started_at, r.finished_at,
-       r.duration_s, r.worker, r.error_type, r.error_message, r.output
+       r.duration_s, r.worker, r.error_type, r.error_message, r.output, r.progress
   FROM (
         (SELECT id FROM agent_runs
           WHERE %(job_id)s::bigint IS NULL AND %(workflow)s::text IS NULL
@@ -181,3 +181,7 @@ DELETE FROM procrastinate_jobs
            < now() - CASE WHEN j.task_name LIKE 'orchestrator.%%' THEN interval '1 hour'
                           ELSE make_interval(hours => %(retention_hours)s) END
      LIMIT %(batch)s);
+
+-- record_progress --
+-- A running attempt's progress (ctx.progress), on a short autocommit connection of its own.
+UPDATE agent_runs SET progress = %(progress)s WHERE id = %(run_id)s AND status = 'running';

@@ -54,3 +54,15 @@ def test_dockerfile_installs_from_the_lock_and_runs_the_cli() -> None:
     # migrations ship inside the installed packages: a plain install, no repository files
     assert "--no-deps ." in dockerfile and " -e ." not in dockerfile
     assert "COPY migrations" not in dockerfile and "alembic.ini" not in dockerfile
+
+
+def test_dashboard_needs_a_token_and_publishes_on_loopback_only() -> None:
+    services = _compose()["services"]
+    dashboard = services["dashboard"]
+    assert dashboard["command"][0] == "dashboard"
+    assert "ORCHESTRATOR_DASHBOARD_TOKEN" in dashboard["environment"]
+    assert ":?" in dashboard["environment"]["ORCHESTRATOR_DASHBOARD_TOKEN"]
+    assert all(str(port).startswith("127.0.0.1:") for port in dashboard["ports"])
+    assert "/readyz" in " ".join(dashboard["healthcheck"]["test"])
+    assert dashboard["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["worker"]["healthcheck"]["test"] == ["CMD", "orchestrator", "health"]

@@ -1,0 +1,214 @@
+"""What the engine's pages show, read with the queries of ``sql/dashboard.sql``.
+
+Every function takes a connection already in a read-only transaction with a statement
+timeout (see :func:`orchestrator._dashboard.app.read_only`) and returns plain dicts and lists
+for the templates. Nothing here knows the domain: payload filters are generic JSON keys.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from croniter import croniter
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+
+from orchestrator._dashboard.queries import QUERIES
+from orchestrator._schedules import Schedule
+from orchestrator._status import STATES
+
+Conn = AsyncConnection[DictRow]
+#: At most this many failed attempts of each kind are looked at by the failures inbox.
+FAILURE_SCAN = 2_000
+
+
+async def _rows(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
+    cursor = await conn.execute(QUERIES[name], params)
+    return list(await cursor.fetchall())
+
+
+# -- overview --------------------------------------------------------------------------------
+
+
+async def overview(conn: Conn, workflows: Sequence[str]) -> dict[str, Any]:
+    counts = {name: dict.fromkeys(STATES, 0) for name in workflows}
+    total = dict.fromkeys(STATES, 0)
+    for row in await _rows(conn, "queue_counts"):
+        target = total if row["workflow"] == "*" else counts.setdefault(row["workflow"], {})
+        for state in STATES:
+            target[state] = int(row[state])
+    oldest = {row["workflow"]: row for row in await _rows(conn, "oldest_waiting")}
+    throughput = {row["workflow"]: _rates(row) for row in await _rows(conn, "throughput")}
+    workers: dict[int, dict[str, Any]] = {}
+    for row in await _rows(conn, "workers"):
+        worker = workers.setdefault(
+            row["worker_id"],
+            {
+                "id": row["worker_id"],
+                "last_heartbeat": row["last_heartbeat"],
+                "heartbeat_age_s": float(row["heartbeat_age_s"]),
+                "jobs": [],
+                "label": None,
+            },
+        )
+        if row["job_id"] is not None:
+            worker["jobs"].append(row)
+            worker["label"] = worker["label"] or row["worker_label"]
+    return {
+        "counts": dict(sorted(counts.items())),
+        "total": total,
+        "oldest": oldest,
+        "throughput": throughput,
+        "workers": list(workers.values()),
+    }
+
+
+def _rates(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"avg_duration_s": row["avg_duration_s"]}
+    for window in ("1h", "24h"):
+        ok, bad = int(row[f"succeeded_{window}"]), int(row[f"failed_{window}"])
+        out[f"succeeded_{window}"] = ok
+        out[f"failed_{window}"] = bad
+        out[f"failure_rate_{window}"] = None if ok + bad == 0 else bad / (ok + bad)
+    return out
+
+
+@dataclass(frozen=True)
+class NextRun:
+    schedule: str
+    description: str
+    at: datetime.datetime
+
+
+def next_runs(
+    schedules: Iterable[Schedule],
+    *,
+    now: datetime.datetime | None = None,
+    per_schedule: int = 3,
+    max_steps: int = 5_000,
+) -> list[NextRun]:
+    """The next firings of each schedule that its calendar check accepts, soonest first."""
+    start = now or datetime.datetime.now(datetime.UTC)
+    found: list[NextRun] = []
+    for schedule in schedules:
+        iterator = croniter(schedule.cron, start)
+        taken = 0
+        for _ in range(max_steps):
+            at: datetime.datetime = iterator.get_next(datetime.datetime)
+            if schedule.applies is None or schedule.applies(at):
+                found.append(NextRun(schedule.id, schedule.description, at))
+                taken += 1
+                if taken >= per_schedule:
+                    break
+    return sorted(found, key=lambda run: run.at)
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+
+@dataclass
+class JobFilters:
+    """The jobs list's filters, read from query parameters (blank means "any")."""
+
+    workflow: str | None = None
+    state: str | None = None
+    dedupe_key: str | None = None
+    search: str | None = None
+    payload: dict[str, str] = field(default_factory=dict)
+    before: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str], payload_keys: Sequence[str]) -> JobFilters:
+        def text(name: str) -> str | None:
+            value = params.get(name, "").strip()
+            return value or None
+
+        state = text("state")
+        if state is not None and state not in STATES:
+            state = None
+        before = text("before")
+        return cls(
+            workflow=text("workflow"),
+            state=state,
+            dedupe_key=text("dedupe_key"),
+            search=text("q"),
+            payload={k: v for k in payload_keys if (v := text(k)) is not None},
+            before=int(before) if before is not None and before.isdigit() else None,
+        )
+
+    def query_params(self, **changes: Any) -> dict[str, str]:
+        """These filters as query parameters (for links), with ``changes`` applied."""
+        params: dict[str, str] = {}
+        for name in ("workflow", "state", "dedupe_key"):
+            value = getattr(self, name)
+            if value:
+                params[name] = value
+        if self.search:
+            params["q"] = self.search
+        params.update(self.payload)
+        for key, value in changes.items():
+            if value is None:
+                params.pop(key, None)
+            else:
+                params[key] = str(value)
+        return params
+
+
+def _like_pattern(term: str) -> str:
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_jobs(
+    conn: Conn, filters: JobFilters, limit: int
+) -> tuple[list[DictRow], int | None]:
+    """One page of jobs (newest first) and the id to continue from, if there is more."""
+    rows = await _rows(
+        conn,
+        "list_jobs",
+        {
+            "workflow": filters.workflow,
+            "state": filters.state,
+            "dedupe_key": filters.dedupe_key,
+            "contains": json.dumps(filters.payload) if filters.payload else None,
+            "search": _like_pattern(filters.search) if filters.search else None,
+            "before": filters.before,
+            "limit": limit + 1,
+        },
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (int(rows[-1]["job_id"]) if more and rows else None)
+
+
+# -- one job ---------------------------------------------------------------------------------
+
+
+async def job_detail(conn: Conn, job_id: int) -> dict[str, Any] | None:
+    found = await _rows(conn, "job", {"job_id": job_id})
+    runs = await _rows(conn, "job_runs", {"job_id": job_id})
+    if not found and not runs:
+        return None
+    job = found[0] if found else None
+    events = await _rows(conn, "job_events", {"job_id": job_id}) if job else []
+    return {"job": job, "runs": runs, "events": events}
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+async def failures(conn: Conn, scan: int = FAILURE_SCAN) -> list[dict[str, Any]]:
+    """Failed and retrying jobs grouped by error type, biggest group first."""
+    groups: dict[str, dict[str, Any]] = {}
+    for row in await _rows(conn, "failures", {"scan": scan}):
+        group = groups.setdefault(
+            row["error_type"], {"error_type": row["error_type"], "jobs": [], "failed": 0}
+        )
+        group["jobs"].append(row)
+        if row["state"] == "failed":
+            group["failed"] += 1
+    return sorted(groups.values(), key=lambda g: (-len(g["jobs"]), g["error_type"]))

@@ -1,0 +1,159 @@
+-- The operations console's queries, one named block each (loaded by dashboard.queries).
+-- Every page runs them in a read-only transaction with a statement_timeout, so a huge table
+-- makes a page say "too slow" instead of hanging it. Lists use keyset pagination on ids.
+
+-- queue_counts --
+SELECT workflow, waiting, delayed, active, completed, failed, cancelled
+  FROM orchestrator_queue_status
+ ORDER BY workflow = '*', workflow;
+
+-- oldest_waiting --
+-- Per workflow, the waiting job that has waited longest and since when: the later of its
+-- due time and its last transition to 'todo' (creation, retry scheduling).
+SELECT DISTINCT ON (j.task_name)
+       j.task_name AS workflow, j.id AS job_id,
+       GREATEST(j.scheduled_at, e.at) AS since,
+       EXTRACT(EPOCH FROM now() - GREATEST(j.scheduled_at, e.at)) AS age_s
+  FROM procrastinate_jobs j
+  LEFT JOIN LATERAL (
+        SELECT max(at) AS at FROM procrastinate_events
+         WHERE job_id = j.id AND type IN ('deferred', 'deferred_for_retry', 'retried')) e ON TRUE
+ WHERE j.status = 'todo' AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())
+   AND j.task_name NOT LIKE 'orchestrator.%%'
+ ORDER BY j.task_name, GREATEST(j.scheduled_at, e.at) NULLS LAST, j.id;
+
+-- throughput --
+-- Finished attempts per workflow over the last hour and day.
+SELECT workflow,
+       count(*) FILTER (WHERE status = 'succeeded' AND finished_at > now() - interval '1 hour')
+           AS succeeded_1h,
+       count(*) FILTER (WHERE status IN ('failed', 'retrying', 'abandoned')
+                          AND finished_at > now() - interval '1 hour') AS failed_1h,
+       count(*) FILTER (WHERE status = 'succeeded') AS succeeded_24h,
+       count(*) FILTER (WHERE status IN ('failed', 'retrying', 'abandoned')) AS failed_24h,
+       avg(EXTRACT(EPOCH FROM finished_at - started_at))
+           FILTER (WHERE status = 'succeeded') AS avg_duration_s
+  FROM agent_runs
+ WHERE started_at > now() - interval '24 hours' AND finished_at IS NOT NULL
+ GROUP BY workflow
+ ORDER BY workflow;
+
+-- workers --
+-- Workers with their heartbeat age and the workflow jobs each is running.
+SELECT w.id AS worker_id, w.last_heartbeat,
+       EXTRACT(EPOCH FROM now() - w.last_heartbeat) AS heartbeat_age_s,
+       j.id AS job_id, j.task_name AS workflow, r.run_id, r.attempt, r.started_at,
+       r.worker AS worker_label, r.progress
+  FROM procrastinate_workers w
+  LEFT JOIN procrastinate_jobs j
+         ON j.worker_id = w.id AND j.status = 'doing' AND j.task_name NOT LIKE 'orchestrator.%%'
+  LEFT JOIN LATERAL (
+        SELECT id AS run_id, attempt, started_at, worker, progress FROM agent_runs
+         WHERE job_id = j.id AND status = 'running' ORDER BY id DESC LIMIT 1) r ON TRUE
+ ORDER BY w.id, j.id;
+
+-- list_jobs --
+-- Newest first, keyset-paginated on job id, with the latest attempt of each job.
+SELECT j.job_id, j.workflow, j.state, j.attempts, j.priority, j.scheduled_at, j.dedupe_key,
+       j.payload, r.run_id, r.status AS run_status, r.started_at, r.finished_at,
+       r.progress, r.error ->> 'type' AS error_type, r.error ->> 'message' AS error_message
+  FROM orchestrator_jobs j
+  LEFT JOIN LATERAL (
+        SELECT id AS run_id, status::text AS status, started_at, finished_at, progress, error
+          FROM agent_runs WHERE job_id = j.job_id ORDER BY id DESC LIMIT 1) r ON TRUE
+ WHERE (%(workflow)s::text IS NULL OR j.workflow = %(workflow)s)
+   AND (%(state)s::text IS NULL OR j.state = %(state)s)
+   AND (%(dedupe_key)s::text IS NULL OR j.dedupe_key = %(dedupe_key)s)
+   AND (%(contains)s::jsonb IS NULL OR j.payload @> %(contains)s::jsonb)
+   AND (%(search)s::text IS NULL OR j.payload::text ILIKE %(search)s)
+   AND (%(before)s::bigint IS NULL OR j.job_id < %(before)s)
+ ORDER BY j.job_id DESC
+ LIMIT %(limit)s;
+
+-- job --
+SELECT job_id, workflow, queue, state, procrastinate_status, attempts, priority, scheduled_at,
+       dedupe_key, payload, worker_id
+  FROM orchestrator_jobs
+ WHERE job_id = %(job_id)s;
+
+-- job_runs --
+-- Every attempt of a job, oldest first, with the wait before the next attempt started.
+SELECT r.id AS run_id, r.attempt, r.status::text AS status, r.worker, r.queue, r.started_at,
+       r.finished_at,
+       EXTRACT(EPOCH FROM COALESCE(r.finished_at, now()) - r.started_at) AS duration_s,
+       EXTRACT(EPOCH FROM lead(r.started_at) OVER (ORDER BY r.id) - r.finished_at)
+           AS wait_before_next_s,
+       r.error, r.input, r.output, r.progress
+  FROM agent_runs r
+ WHERE r.job_id = %(job_id)s
+ ORDER BY r.id;
+
+-- job_events --
+SELECT type::text AS type, at FROM procrastinate_events WHERE job_id = %(job_id)s ORDER BY id;
+
+-- failures --
+-- Jobs failed for good or waiting for a retry, found through their latest failed attempts
+-- (newest first, through the agent_runs status index), one row per job.
+WITH recent AS (
+    (SELECT id, job_id, error, finished_at FROM agent_runs
+      WHERE status = 'failed' ORDER BY id DESC LIMIT %(scan)s)
+    UNION ALL
+    (SELECT id, job_id, error, finished_at FROM agent_runs
+      WHERE status = 'retrying' ORDER BY id DESC LIMIT %(scan)s)
+    UNION ALL
+    (SELECT id, job_id, error, finished_at FROM agent_runs
+      WHERE status = 'abandoned' ORDER BY id DESC LIMIT %(scan)s)
+), latest AS (
+    SELECT DISTINCT ON (job_id) job_id, id AS run_id, error, finished_at
+      FROM recent ORDER BY job_id, id DESC
+)
+SELECT j.job_id, j.workflow, j.state, j.attempts, j.scheduled_at, j.payload, l.run_id,
+       l.finished_at,
+       COALESCE(l.error ->> 'type', 'Unknown') AS error_type,
+       l.error ->> 'message' AS error_message
+  FROM latest l
+  JOIN orchestrator_jobs j ON j.job_id = l.job_id
+ WHERE j.state = 'failed'
+    OR (j.procrastinate_status = 'todo' AND j.attempts > 0)
+ ORDER BY l.run_id DESC;
+
+-- metrics_runs --
+-- Every attempt ever recorded (agent_runs is never pruned), in one scan: by workflow, outcome
+-- and duration bucket (width_bucket over the histogram bounds; NULL while running).
+SELECT workflow, status::text AS status,
+       width_bucket(EXTRACT(EPOCH FROM finished_at - started_at)::float8, %(bounds)s::float8[])
+           AS bucket,
+       count(*) AS n,
+       count(*) FILTER (WHERE attempt = 1) AS first_attempts,
+       COALESCE(sum(EXTRACT(EPOCH FROM finished_at - started_at)), 0) AS duration_sum
+  FROM agent_runs
+ GROUP BY 1, 2, 3;
+
+-- metrics_queue_wait --
+-- First attempts started in the last hour: seconds from enqueue (the 'deferred' event) to
+-- start, per workflow.
+SELECT r.workflow, count(*) AS n,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM r.started_at - e.at))
+           AS p50,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM r.started_at - e.at))
+           AS p95,
+       max(EXTRACT(EPOCH FROM r.started_at - e.at)) AS max
+  FROM agent_runs r
+  JOIN LATERAL (SELECT min(at) AS at FROM procrastinate_events
+                 WHERE job_id = r.job_id AND type = 'deferred') e ON e.at IS NOT NULL
+ WHERE r.started_at > now() - interval '1 hour' AND r.attempt = 1
+ GROUP BY r.workflow;
+
+-- metrics_workers --
+SELECT id AS worker_id, EXTRACT(EPOCH FROM now() - last_heartbeat) AS heartbeat_age_s
+  FROM procrastinate_workers ORDER BY id;
+
+-- metrics_waiting_first --
+-- Jobs not started yet (enqueued, no attempt recorded), per workflow.
+SELECT task_name AS workflow, count(*) AS n
+  FROM procrastinate_jobs
+ WHERE status = 'todo' AND attempts = 0 AND task_name NOT LIKE 'orchestrator.%%'
+ GROUP BY task_name;
+
+-- schema_version --
+SELECT version_num FROM alembic_version;
