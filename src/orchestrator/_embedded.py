@@ -528,10 +528,15 @@ def _socket_bases(cluster: _Cluster) -> list[Path]:
     bases.append(Path("/tmp"))
     unique: list[Path] = []
     for base in bases:
-        if base.is_dir() and base not in unique:
-            account = cluster.account
-            if account is None or all(_searchable(p, account) for p in [base, *base.parents]):
-                unique.append(base)
+        if not base.is_dir() or base in unique:
+            continue
+        account = cluster.account
+        if account is None:
+            usable = os.access(base, os.W_OK | os.X_OK)
+        else:
+            usable = all(_searchable(p, account) for p in [base, *base.parents])
+        if usable:
+            unique.append(base)
     return unique
 
 

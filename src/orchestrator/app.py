@@ -104,6 +104,8 @@ class Orchestrator:
                 self.settings.clay_webhook_auth,
             ]
         )
+        if database_url is not None:
+            self.scrubber.add([database_url])
         self._connector = procrastinate.PsycopgConnector(
             pool_factory=cast(Callable[..., AsyncConnectionPool[Any]], self._make_pool)
         )
@@ -129,6 +131,8 @@ class Orchestrator:
     def database_url(self) -> str:
         if self._database_url is None:
             self._database_url = resolve_database_url(self.settings)
+            # The embedded server's URL carries a generated password the settings never saw.
+            self.scrubber.add([self._database_url])
         return self._database_url
 
     def _make_pool(self, **kwargs: Any) -> Pool:
