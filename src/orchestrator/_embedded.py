@@ -230,7 +230,6 @@ def _join(data_dir: Path) -> tuple[str, bool]:
                 )
             _stop(cluster, postmaster)  # alone: restart it with a new password
             postmaster = None
-        fresh = password is None
         if password is None:
             password = _new_password(cluster)
         if postmaster is not None:
@@ -243,8 +242,8 @@ def _join(data_dir: Path) -> tuple[str, bool]:
                 postmaster = None
         if postmaster is None:
             _prepare(cluster)
-            if fresh or not _hba_is_ours(cluster):
-                _secure_stopped_server(cluster, password)
+            # The password file is the truth: the server learns it again at every start.
+            _secure_stopped_server(cluster, password)
             postmaster = _start(cluster)
             started = True
         _write_pids(cluster, [*others, os.getpid()])
@@ -558,10 +557,18 @@ def _remove_socket_dir(cluster: _Cluster, socket_dir: Path) -> None:
 
 
 def _clear_stale_files(cluster: _Cluster) -> None:
-    """After a crash: the dead server's pid file, socket and lock files (not running)."""
+    """After a crash or a reboot: the dead server's pid file, socket and lock files.
+
+    Only when its pid is surely not this data dir's server (PostgreSQL would refuse to
+    start if a recycled pid were alive); otherwise PostgreSQL decides.
+    """
     pid_file = cluster.pgdata / "postmaster.pid"
     postmaster = _read_postmaster(cluster)
-    if postmaster is not None and postmaster.socket_dir is not None:
+    if postmaster is None:
+        pass  # none, or left half-written by a crash during a start (we hold the lock)
+    elif _postmaster_state(postmaster.pid, cluster.pgdata) != "gone":
+        return
+    elif postmaster.socket_dir is not None:
         _remove_socket_dir(cluster, postmaster.socket_dir)
     for path in (
         pid_file,
@@ -791,21 +798,25 @@ def _running_postmaster(cluster: _Cluster) -> _Postmaster | None:
 
 
 def _is_postmaster(pid: int, pgdata: Path) -> bool:
-    """Whether ``pid`` is a live server of ``pgdata`` (not a pid recycled after a reboot).
+    """Whether ``pid`` is a live server of ``pgdata`` that this process can use."""
+    return _postmaster_state(pid, pgdata) == "running"
+
+
+def _postmaster_state(pid: int, pgdata: Path) -> str:
+    """``running``, ``gone`` (dead, a zombie, or a pid recycled after a reboot) or ``unknown``.
 
     A postmaster's working directory is its data directory; a zombie has none.
     """
     if not _pid_alive(pid):
-        return False
+        return "gone"
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except FileNotFoundError:
-        return not Path("/proc/self").exists()  # gone or a zombie; no /proc (macOS): alive
-    except PermissionError:
-        return False  # another user's process: not this data dir's server
+        # Exited, or a zombie; without /proc (macOS) a live pid is taken for the server.
+        return "gone" if Path("/proc/self").exists() else "running"
     except OSError:
-        return True
-    return Path(cwd) == pgdata
+        return "unknown"  # another user's process: not one this process can use
+    return "running" if Path(cwd) == pgdata else "gone"
 
 
 def _pid_alive(pid: int) -> bool:

@@ -457,3 +457,46 @@ def test_an_unusable_lock_is_one_clear_line_from_the_cli(tmp_path: Path) -> None
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("orchestrator: cannot open the embedded server's lock file")
+
+
+# -- recovery ----------------------------------------------------------------------------------
+
+
+def test_a_lost_password_file_gets_a_new_password_and_keeps_the_data(base_dir: Path) -> None:
+    data_dir = base_dir / "lost"
+    url = embedded_server_url(data_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (v text)")
+        conn.execute("INSERT INTO kept VALUES ('still here')")
+    release_embedded_server(data_dir)
+    (data_dir / _embedded.PASSWORD_FILE).unlink()
+
+    new_url = embedded_server_url(data_dir)
+    try:
+        assert new_url != url
+        with psycopg.connect(new_url) as conn:
+            assert conn.execute("SELECT v FROM kept").fetchall() == [("still here",)]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(url, connect_timeout=5).close()
+    finally:
+        release_embedded_server(data_dir)
+
+
+def test_a_stale_pid_file_with_a_recycled_pid_does_not_block_the_start(base_dir: Path) -> None:
+    """After a crash or a reboot, ``postmaster.pid`` may name a live, unrelated process."""
+    data_dir = base_dir / "rebooted"
+    embedded_server_url(data_dir)
+    pid_file = data_dir / "pgdata" / "postmaster.pid"
+    lines = pid_file.read_text().splitlines()
+    release_embedded_server(data_dir)
+    assert not pid_file.exists()
+    pid_file.write_text("\n".join([str(os.getpid()), *lines[1:]]) + "\n")  # alive, not postgres
+
+    url = embedded_server_url(data_dir)
+    try:
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert int(pid_file.read_text().split()[0]) != os.getpid()
+    finally:
+        release_embedded_server(data_dir)
+    assert _stopped(data_dir)
