@@ -7,18 +7,23 @@ the data dir world-readable. What it does instead:
 
 * **Password.** Every connection needs the superuser's password (SCRAM), a random token kept
   in ``<data_dir>/pgdata.password`` (mode 0600). The URL handed out carries it; print it with
-  :func:`orchestrator.redaction.redact_url`. A data dir created with trust authentication by
-  an earlier version is upgraded in place on its next start: password set, ``pg_hba.conf``
-  rewritten, configuration reloaded.
+  :func:`orchestrator.redaction.redact_url`. The file is the truth: each start gives the
+  server its SCRAM secret again (single-user mode, before any socket exists), so a lost file
+  only means a new password. A data dir created with trust authentication by an earlier
+  version is upgraded in place on its next start; if its server is still running, the
+  password is set over the trusted connection, ``pg_hba.conf`` rewritten and reloaded, and
+  the server restarted privately once no other process uses it.
 * **Socket.** No TCP listener. The Unix socket lives in a directory only the server's user can
   enter (mode 0700): the data directory itself, or, when that path is too long for a socket
   name, a fresh ``orchestrator-pg-*`` directory under the runtime or temporary directory.
   ``unix_socket_permissions`` is 0700 too.
 * **Root.** PostgreSQL refuses to run as root, so as root the server runs as the dedicated
   system user ``orchestrator-pg`` (created on first use, no login shell, no root group), which
-  owns ``<data_dir>/pgdata``. No directory outside ``pgdata`` is ever chmodded: when that
-  user cannot reach the data dir or the PostgreSQL binaries, starting fails with one line
-  naming the directory in the way (use another ``ORCHESTRATOR_DATA_DIR``, set
+  owns ``<data_dir>/pgdata`` (data dirs of earlier versions are handed over to it). Not the
+  wheel's ``pgserver`` user: other programs' trust-everyone servers run as that one, and a
+  superuser there could read our files. No directory outside ``pgdata`` is ever chmodded:
+  when that user cannot reach the data dir or the PostgreSQL binaries, starting fails with
+  one line naming the directory in the way (use another ``ORCHESTRATOR_DATA_DIR``, set
   ``ORCHESTRATOR_DATABASE_URL``, or run as a normal user).
 * **Sharing.** Processes using the same data dir share one server: each registers its pid in
   ``pgdata/.handle_pids.json`` (the wheel's file, so older versions still see each other) and
@@ -427,8 +432,12 @@ def _secure_stopped_server(cluster: _Cluster, password: str) -> None:
         what="setting the password",
         stdin=statement,
     )
-    if "ERROR:" in output or "FATAL:" in output:
-        raise DatabaseUnavailable(f"setting the embedded server's password failed: {output}")
+    problems = [line for line in output.splitlines() if "ERROR:" in line or "FATAL:" in line]
+    if problems:
+        raise DatabaseUnavailable(
+            f"embedded PostgreSQL in {cluster.data_dir}: setting the password failed: "
+            f"{problems[0].strip()}"
+        )
     _write_hba(cluster)
 
 
