@@ -235,32 +235,36 @@ def _join(data_dir: Path) -> tuple[str, bool]:
                 )
             _stop(cluster, postmaster)  # alone: restart it with a new password
             postmaster = None
-        if password is None:
-            password = _new_password(cluster)
+        url: str | None = None
         if postmaster is not None:
+            if password is None:
+                password = _new_password(cluster)
             url = _url(password, postmaster)
             if not _hba_is_ours(cluster):
                 _secure_running_server(cluster, url, password)
             if not others and not _is_private(cluster, postmaster, url):
                 # Started by an earlier version (open socket, root group): restart it.
                 _stop(cluster, postmaster)
-                postmaster = None
-        if postmaster is None:
+                url = None
+        if url is None:
             _prepare(cluster)
+            if password is None:
+                password = _new_password(cluster)
             # The password file is the truth: the server learns it again at every start.
             _secure_stopped_server(cluster, password)
-            postmaster = _start(cluster)
+            url = _url(password, _start(cluster))
             started = True
         _write_pids(cluster, [*others, os.getpid()])
-        return _url(password, postmaster), started
+        return url, started
 
 
 def _prepare(cluster: _Cluster) -> None:
     """Make ``pgdata`` an initialised cluster the server's user owns, ready to start."""
     pgdata = cluster.pgdata
-    pgdata.mkdir(exist_ok=True)
     if cluster.account is not None:
         _check_reachable(cluster)
+    pgdata.mkdir(exist_ok=True)
+    if cluster.account is not None:
         _fix_ownership(pgdata, cluster.account)
     os.chmod(pgdata, 0o700)
     version_file = pgdata / "PG_VERSION"
