@@ -22,10 +22,10 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from orchestrator._driver_errors import first_line
+from orchestrator._embedded import PGDATA_SUBDIR, embedded_server_url, release_embedded_server
 from orchestrator._errors import DatabaseUnavailable
 from orchestrator._redaction import redact_url
 from orchestrator._settings import Settings
-from orchestrator._embedded import PGDATA_SUBDIR, embedded_server_url, release_embedded_server
 
 __all__ = [
     "PGDATA_SUBDIR",

@@ -39,7 +39,7 @@ CHROMIUM = (
 CLIENT = "Prairie & Pine Insurance"
 HOSTILE = "<script>alert(1)</script>"
 MONTH = "2027-03"
-KEY_ENV = "BROWSER_EMAILBISON_KEY"
+KEY_ENV = "EMAILBISON_KEY_BROWSER"
 
 
 def _browser_missing() -> str | None:
@@ -115,7 +115,12 @@ def test_an_operator_watches_a_month_and_retries_a_failure(
             rows=1_500,
             seed=5,
         )
-        env = subprocess_env(database_url, ORCHESTRATOR_COLE_INBOX=str(inbox), **{KEY_ENV: key})
+        env = subprocess_env(
+            database_url,
+            ORCHESTRATOR_COLE_INBOX=str(inbox),
+            ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",  # the stand-in is http on loopback
+            **{KEY_ENV: key},
+        )
         for args in (
             [
                 "--name",
