@@ -33,3 +33,6 @@ COMMANDS = add_commands
 SETTINGS = PipelineSettings
 SECRETS = secrets
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: Workers read clients but never change them: a client's EmailBison URL and key name decide
+#: where its homeowners' data goes, so only an operator (the owner role) writes them.
+WORKER_PRIVILEGES = {"clients": ("SELECT",)}
