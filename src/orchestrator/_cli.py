@@ -121,6 +121,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("health", help="exit 0 when the database is reachable and migrated")
     p.set_defaults(handler=cmd_health)
 
+    p = sub.add_parser("roles", help="owner, worker and reader roles with least privilege")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--sql", action="store_true", help="print the SQL (for psql, as admin)")
+    mode.add_argument("--apply", action="store_true", help="run it on the configured database")
+    p.add_argument("--owner", default="orchestrator_owner", help="owns the schema; migrates")
+    p.add_argument("--worker", default="orchestrator_worker", help="workers and the CLI")
+    p.add_argument("--reader", default="orchestrator_reader", help="status and dashboards")
+    p.add_argument("--database", help="the database granted on (default: the one connected to)")
+    p.add_argument(
+        "--login",
+        action="store_true",
+        help="roles log in with passwords: psql variables owner_password, worker_password, "
+        "reader_password (--sql) or ORCHESTRATOR_OWNER_PASSWORD, ..._WORKER_..., "
+        "..._READER_... (--apply); otherwise NOLOGIN roles are created",
+    )
+    p.set_defaults(handler=cmd_roles)
+
     _add_plugin_commands(sub)
     return parser
 
@@ -421,6 +438,29 @@ async def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     health = await check_database(url, expected_revisions(), settings.connect_timeout)
     print(health.line())
     return 0 if health.ok else EXIT_FAILED
+
+
+def cmd_roles(args: argparse.Namespace, settings: Settings) -> int:
+    from orchestrator import _roles as roles_module
+
+    roles = roles_module.Roles(
+        owner=args.owner,
+        worker=args.worker,
+        reader=args.reader,
+        database=args.database,
+        login=args.login,
+        worker_privileges=roles_module.worker_privileges(),
+    )
+    script = roles_module.render(roles)
+    if args.sql:
+        print(script.psql(), end="")
+        return 0
+    from orchestrator._database import resolve_database_url
+
+    url = resolve_database_url(settings)
+    script.apply(url, roles_module.passwords_from_environment())
+    print(f"roles {roles.owner}, {roles.worker}, {roles.reader}: grants applied")
+    return 0
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:

@@ -4,7 +4,6 @@ The engine knows no workflow by name. A plugin is a module found through the
 ``orchestrator.plugins`` entry point group (declared in the domain's ``pyproject.toml``) or
 named in ``ORCHESTRATOR_WORKFLOW_MODULES``. Every attribute is optional:
 
-==================  ========================================================================
 ``WORKFLOWS``       workflows to register (:class:`~orchestrator.Workflow`)
 ``SCHEDULES``       calendar starts (:class:`~orchestrator.Schedule`)
 ``COMMANDS``        ``add_commands(subparsers)`` adding sub-commands to the ``orchestrator`` CLI
@@ -14,6 +13,19 @@ named in ``ORCHESTRATOR_WORKFLOW_MODULES``. Every attribute is optional:
 ``DASHBOARD_PAGES`` pages the operations console adds (:class:`~orchestrator.DashboardPage`)
 ``ALERT_HOOKS``     ``async hook(alert, settings)`` called once per new alert (e.g. Slack)
 ==================  ========================================================================
+=======
+======================  ==========================================================================
+``WORKFLOWS``           workflows to register (:class:`~orchestrator.Workflow`)
+``SCHEDULES``           calendar starts (:class:`~orchestrator.Schedule`)
+``COMMANDS``            ``add_commands(subparsers)`` adding sub-commands to the ``orchestrator`` CLI
+``SETTINGS``            a :class:`~orchestrator.Settings` subclass with the plugin's own settings
+``SECRETS``             ``secrets(settings) -> iterable`` of secret values for the log scrubber
+``MIGRATIONS``          a directory of alembic revisions joining the one migration history
+``DASHBOARD_PAGES``     pages the operations console adds (:class:`~orchestrator.DashboardPage`)
+``ALERT_HOOKS``         ``async hook(alert, settings)`` called once per new alert (e.g. Slack)
+``WORKER_PRIVILEGES``   ``{table: (privileges)}``: the worker role gets only these of SELECT,
+                        INSERT, UPDATE, DELETE on these tables (``orchestrator roles``)
+======================  ==========================================================================
 
 Example ``pyproject.toml`` of a domain package::
 
@@ -30,7 +42,7 @@ import argparse
 import functools
 import importlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -78,6 +90,11 @@ class Plugin:
     def secrets(self) -> SecretsOf | None:
         secrets: SecretsOf | None = self.attribute("SECRETS")
         return secrets
+
+    @property
+    def worker_privileges(self) -> Mapping[str, Sequence[str]]:
+        declared: Mapping[str, Sequence[str]] = self.attribute("WORKER_PRIVILEGES", {})
+        return declared
 
     @property
     def migrations(self) -> Path | None:

@@ -1,4 +1,4 @@
-"""Named SQL blocks from ``sql/queries.sql``, loaded once by name.
+"""Named SQL blocks from the ``sql/`` files (``queries.sql``, ``roles.sql``), loaded by name.
 
 A block starts with a ``-- name --`` line; the comment lines right after it document it.
 
@@ -28,6 +28,10 @@ def _load(text: str) -> dict[str, LiteralString]:
     return queries
 
 
-QUERIES: dict[str, LiteralString] = _load(
-    resources.files("orchestrator").joinpath("sql/queries.sql").read_text(encoding="utf-8")
-)
+def named_blocks(file_name: str) -> dict[str, LiteralString]:
+    """The named blocks of ``sql/<file_name>``."""
+    path = resources.files("orchestrator").joinpath("sql", file_name)
+    return _load(path.read_text(encoding="utf-8"))
+
+
+QUERIES: dict[str, LiteralString] = named_blocks("queries.sql")

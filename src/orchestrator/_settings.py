@@ -13,10 +13,11 @@ Example::
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator._errors import ConfigurationError
@@ -93,8 +94,35 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
 
+    #: Secret settings where a blank value is an error rather than "unset": a blank database
+    #: URL must not quietly start an embedded server in place of the production database.
+    blank_secret_is_an_error: ClassVar[frozenset[str]] = frozenset({"database_url"})
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """An empty or blank secret is no secret: ``ORCHESTRATOR_DEBOUNCE_API_KEY=""`` (as
+        compose passes a variable the host does not set) means no key, not the key ``""``.
+        Applies to every optional ``SecretStr`` field, plugins' subclasses included."""
+        if (
+            isinstance(value, SecretStr)
+            and not value.get_secret_value().strip()
+            and info.field_name not in cls.blank_secret_is_an_error
+            and _accepts_none(cls, info.field_name)
+        ):
+            return None
+        return value
+
     def extra_workflow_modules(self) -> list[str]:
         return [m.strip() for m in self.workflow_modules.split(",") if m.strip()]
+
+
+def _accepts_none(cls: type[Settings], name: str | None) -> bool:
+    field = cls.model_fields.get(name or "")
+    if field is None:
+        return False
+    annotation = field.annotation
+    return get_origin(annotation) in (Union, types.UnionType) and type(None) in get_args(annotation)
 
 
 def secret_values(settings: Settings) -> list[str]:

@@ -39,3 +39,6 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 DASHBOARD_PAGES: list[DashboardPage] = list(board.PAGES)
 #: Called by the engine's alert sweep for each new alert (failed job, retry storm, stalled worker).
 ALERT_HOOKS: list[AlertHook] = [alerts.slack_alert]
+#: Workers read clients but never change them: a client's EmailBison URL and key name decide
+#: where its homeowners' data goes, so only an operator (the owner role) writes them.
+WORKER_PRIVILEGES = {"clients": ("SELECT",)}

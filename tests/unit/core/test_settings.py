@@ -109,3 +109,32 @@ def test_settings_are_frozen() -> None:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="frozen"):
         setattr(settings, "concurrency", 3)  # noqa: B010
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_blank_secrets_are_unset(monkeypatch: pytest.MonkeyPatch, blank: str) -> None:
+    """compose passes ``ORCHESTRATOR_DEBOUNCE_API_KEY: ""`` when the host has no key."""
+    from workflows.settings import PipelineSettings
+
+    for name in ("DEBOUNCE_API_KEY", "SLACK_WEBHOOK_URL", "CLAY_WEBHOOK_URL", "CLAY_WEBHOOK_AUTH"):
+        monkeypatch.setenv(f"ORCHESTRATOR_{name}", blank)
+    settings = load_settings()
+    assert isinstance(settings, PipelineSettings)
+    assert settings.debounce_api_key is None
+    assert settings.slack_webhook_url is None
+    assert settings.clay_webhook_url is None and settings.clay_webhook_auth is None
+    monkeypatch.setenv("ORCHESTRATOR_DEBOUNCE_API_KEY", "k-123")
+    key = load_settings().debounce_api_key  # type: ignore[attr-defined]
+    assert key is not None and key.get_secret_value() == "k-123"
+
+
+def test_a_blank_database_url_is_not_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset means the embedded server: a blank URL stays an error, never a silent switch."""
+    from orchestrator._database import resolve_database_url
+    from orchestrator._errors import DatabaseUnavailable
+
+    monkeypatch.setenv("ORCHESTRATOR_DATABASE_URL", " ")
+    settings = load_settings()
+    assert settings.database_url is not None
+    with pytest.raises(DatabaseUnavailable, match="empty"):
+        resolve_database_url(settings)
