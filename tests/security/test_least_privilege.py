@@ -126,7 +126,11 @@ async def test_a_month_runs_with_the_worker_role(
             ),
         )
     write_exports(client.name, MONTH, rows=2_000)
-    settings = settings_for_tests(cole_inbox=inbox, default_retry_delay=0.2)
+    settings = settings_for_tests(
+        cole_inbox=inbox,
+        default_retry_delay=0.2,
+        emailbison_allow_http_loopback=True,  # the stand-in is http on 127.0.0.1
+    )
     worker = Orchestrator(settings, schedules=[], database_url=deployment.worker_url)
     await worker.open()
     try:
