@@ -9,7 +9,7 @@ what this module exports::
     JobRequest              one job for enqueue_many
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
     Schedule, ScheduleContext                             for calendar starts
-    Settings, load_settings, RunStatus, JobCounts, QueueStatus
+    Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
     describe_validation_error                             pydantic errors as one line
     OrchestratorError, PermanentError, RetryableError, ...  (the exception tree)
@@ -42,7 +42,7 @@ from orchestrator._orchestrator import Orchestrator
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
 from orchestrator._schedules import Schedule, ScheduleContext
-from orchestrator._settings import Settings, load_settings
+from orchestrator._settings import Duration, Settings, load_settings
 from orchestrator._status import JobCounts, QueueStatus, RunStatus
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "DuplicateJob",
+    "Duration",
     "InvalidPayload",
     "JobCounts",
     "JobNotFound",

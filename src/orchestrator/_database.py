@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import warnings
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -25,6 +24,7 @@ from psycopg import sql
 
 from orchestrator._driver_errors import first_line
 from orchestrator._errors import DatabaseUnavailable
+from orchestrator._log import announce
 from orchestrator._redaction import redact_url
 from orchestrator._settings import Settings
 
@@ -88,11 +88,11 @@ def embedded_server_url(data_dir: Path) -> str:
         ) from None
     url = str(server.get_uri())
     if not already_running:
-        print(
-            f"orchestrator: embedded PostgreSQL started, data dir {data_dir} "
+        announce(
+            f"embedded PostgreSQL started, data dir {data_dir} "
             "(set ORCHESTRATOR_DATABASE_URL to use another server)",
-            file=sys.stderr,
-            flush=True,
+            event="embedded.started",
+            data_dir=str(data_dir),
         )
     _embedded_urls[data_dir] = url
     return url

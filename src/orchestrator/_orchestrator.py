@@ -28,7 +28,7 @@ from orchestrator import _job_control as job_control
 from orchestrator import _recovery as recovery
 from orchestrator import _status as status
 from orchestrator import _tasks as tasks
-from orchestrator._database import check_connection, resolve_database_url
+from orchestrator._database import resolve_database_url
 from orchestrator._driver_errors import driver_errors, translated
 from orchestrator._errors import DuplicateJob
 from orchestrator._plugins import load_registry, plugin_secrets
@@ -37,6 +37,7 @@ from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber
 from orchestrator._registry import Registry
 from orchestrator._runner import Runner
+from orchestrator._schema import check_schema
 from orchestrator._schedules import Schedule
 from orchestrator._settings import Settings, load_settings
 
@@ -67,6 +68,8 @@ class Orchestrator:
         self.registry = registry
         self.schedules = list(schedules or [])
         self._database_url = database_url
+        #: The embedded server's database, found by the orchestrator itself: migrated on use.
+        self._embedded = database_url is None and self.settings.database_url is None
         self._runner: Runner | None = None
         self.scrubber = SecretScrubber.from_environment(
             [self.settings.database_url, *plugin_secrets(self.settings)]
@@ -113,7 +116,13 @@ class Orchestrator:
         )
 
     async def open(self) -> Orchestrator:
-        await check_connection(self.database_url, self.settings.connect_timeout)
+        """Check the database (reachable, schema at this version's revision: the embedded
+        server's is migrated on first use), then open the pool."""
+        await check_schema(
+            self.database_url,
+            connect_timeout=self.settings.connect_timeout,
+            migrate=self._embedded,
+        )
         with driver_errors("cannot open the connection pool"):
             await self.app.open_async()
         return self
