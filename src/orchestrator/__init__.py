@@ -8,6 +8,7 @@ what this module exports::
     enqueue_workflow, enqueue_many, queue_status, close   shortcuts on a default instance
     JobRequest              one job for enqueue_many
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
+    CheckContext                                          enqueue-time checks of a workflow
     Schedule, ScheduleContext                             for calendar starts
     Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
@@ -39,6 +40,7 @@ from orchestrator._errors import (
     WorkflowError,
 )
 from orchestrator._orchestrator import Orchestrator
+from orchestrator._preflight import CheckContext
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
 from orchestrator._schedules import Schedule, ScheduleContext
@@ -46,6 +48,7 @@ from orchestrator._settings import Duration, Settings, load_settings
 from orchestrator._status import JobCounts, QueueStatus, RunStatus
 
 __all__ = [
+    "CheckContext",
     "ConfigurationError",
     "DatabaseNotMigrated",
     "DatabaseUnavailable",

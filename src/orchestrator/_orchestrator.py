@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import _enqueue as enqueue_module
 from orchestrator import _job_control as job_control
+from orchestrator import _preflight as preflight
 from orchestrator import _recovery as recovery
 from orchestrator import _status as status
 from orchestrator import _tasks as tasks
@@ -37,8 +38,8 @@ from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber
 from orchestrator._registry import Registry
 from orchestrator._runner import Runner
-from orchestrator._schema import check_schema
 from orchestrator._schedules import Schedule
+from orchestrator._schema import check_schema
 from orchestrator._settings import Settings, load_settings
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
@@ -220,6 +221,16 @@ class Orchestrator:
         jobs = [enqueue_module.build_job(self.registry, self.settings, r) for r in requests]
         return await enqueue_module.enqueue_jobs(self.app, jobs, connection=connection)
 
+    async def check(self, name: str, payload: Mapping[str, Any]) -> list[str]:
+        """Run the workflow's enqueue-time check on ``payload`` (see
+        :mod:`orchestrator._preflight`): warnings to show, or :class:`InvalidPayload`."""
+        workflow = self.registry.get(name)
+        if workflow.check is None:
+            workflow.parse(payload)
+            return []
+        async with self.transaction() as conn:
+            return await preflight.run_check(workflow, payload, conn, self.settings)
+
     @translated("could not look up the waiting job")
     async def _waiting_job_with_key(
         self, key: str | None, connection: psycopg.AsyncConnection[Any] | None
@@ -257,6 +268,21 @@ class Orchestrator:
     async def retry_job(self, job_id: int) -> None:
         """Send a failed or cancelled job back to the queue with a fresh attempt budget."""
         await job_control.retry_job(self.pool, job_id)
+
+    @translated("could not retry the jobs")
+    async def retry_jobs(
+        self, workflow: str, *, state: str = "failed", since: datetime.datetime | None = None
+    ) -> job_control.BulkRetry:
+        """Send every failed (or cancelled) job of a workflow back to the queue; ``since``
+        keeps those whose last attempt finished then or later."""
+        name = self.registry.get(workflow).name
+        return await job_control.retry_jobs(self.pool, name, state, since)
+
+    @translated("could not look up the dedupe key")
+    async def unfinished_job(self, dedupe_key: str) -> dict[str, Any] | None:
+        """``{job_id, state}`` of the waiting, delayed or running (``active``) job holding
+        ``dedupe_key``, or ``None``: what a second enqueue with that key would run into."""
+        return await job_control.unfinished_job_with_key(self.pool, dedupe_key)
 
     @translated("could not cancel the job")
     async def cancel_job(self, job_id: int) -> str:

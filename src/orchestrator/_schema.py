@@ -100,7 +100,9 @@ def verdict(current: frozenset[str], shipped: Revisions) -> str | None:
     )
 
 
-async def check_schema(url: str, *, connect_timeout: float, migrate: bool = False) -> frozenset[str]:
+async def check_schema(
+    url: str, *, connect_timeout: float, migrate: bool = False
+) -> frozenset[str]:
     """Connect once and compare the schema's revisions with the shipped heads.
 
     Raises :class:`DatabaseUnavailable` (no password in the message) when the database cannot

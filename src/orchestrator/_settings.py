@@ -188,9 +188,7 @@ def database_url_problem(url: str) -> str | None:
     if scheme is None:
         return "not a URL; expected postgresql://user:password@host:5432/dbname"
     if scheme.group(1).lower() not in ("postgresql", "postgres"):
-        return (
-            f"a {scheme.group(1)}:// URL; expected postgresql://user:password@host:5432/dbname"
-        )
+        return f"a {scheme.group(1)}:// URL; expected postgresql://user:password@host:5432/dbname"
     if re.search(r"%(?![0-9A-Fa-f]{2})", url):
         return "a '%' that starts no percent-escape (write % in a password as %25)"
     from psycopg import Error

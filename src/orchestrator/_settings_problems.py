@@ -88,7 +88,8 @@ def expected(field: FieldInfo) -> str:
         kind = "a secret value"
     else:
         kind = "text" + (f" matching {pattern}" if pattern else "")
-    low = high = None
+    low: Any = None
+    high: Any = None
     low_open = high_open = False
     for item in field.metadata:
         if isinstance(item, Ge):

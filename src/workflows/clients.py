@@ -12,10 +12,8 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -25,6 +23,7 @@ from pydantic import BaseModel, Field, field_validator
 from orchestrator import PermanentError, Settings
 from workflows.emailbison import EmailBisonClient
 from workflows.formatting import normalize_state, normalize_zip
+from workflows.key_lookup import read_client_key
 from workflows.settings import pipeline_settings
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -188,7 +187,8 @@ def _client(row: DictRow) -> Client:
 
 
 def emailbison_key(client: Client, engine_settings: Settings) -> str:
-    """The client's EmailBison API key, read now from its env var or secret file.
+    """The client's EmailBison API key, read now from the environment, the ``.env`` file or
+    a secret file (in that order, see :mod:`workflows.key_lookup`).
 
     The error names the variable, never a value.
     """
@@ -198,17 +198,11 @@ def emailbison_key(client: Client, engine_settings: Settings) -> str:
             f"client {client.name!r} has no EmailBison workspace configured "
             "(--emailbison-url and --emailbison-key-env)"
         )
-    name = client.emailbison_key_env
-    value = os.environ.get(name)
-    if not value and settings.secrets_dir is not None:
-        path = Path(settings.secrets_dir) / name
-        if path.is_file():
-            value = path.read_text(encoding="utf-8").strip()
+    value, places = read_client_key(client.emailbison_key_env, settings)
     if not value:
-        where = f"environment variable {name}"
-        if settings.secrets_dir is not None:
-            where += f" or secret file {Path(settings.secrets_dir) / name}"
-        raise ClientConfigError(f"EmailBison key for client {client.name!r} not found: {where}")
+        raise ClientConfigError(
+            f"EmailBison key for client {client.name!r} not found: looked in " + ", ".join(places)
+        )
     return value
 
 

@@ -82,17 +82,33 @@ async def weekly(ctx: ScheduleContext, fired_at: datetime.datetime) -> list[int]
     return ids
 
 
+def monthly_applies(fired_at: datetime.datetime) -> bool:
+    """Whether this firing starts the month (09:00 in Chicago on the run day)."""
+    local = local_run_time(fired_at)
+    return local is not None and is_monthly_run_day(local.date())
+
+
+def weekly_applies(fired_at: datetime.datetime) -> bool:
+    """Whether this firing starts a week (09:00 in Chicago on the upload day)."""
+    local = local_run_time(fired_at)
+    return local is not None and weekly_upload_date_for(local.date()) is not None
+
+
 SCHEDULES = [
     Schedule(
         id="monthly_pipeline",
         cron="0 14,15 15 * *",
         handler=monthly,
         description="15th 09:00 America/Chicago: PT1 → PT2 → PT3 → PT4, two months ahead",
+        applies=monthly_applies,
+        timezone=SCHEDULE_TIMEZONE,
     ),
     Schedule(
         id="weekly_evergreen",
         cron="0 14,15 * * *",
         handler=weekly,
         description="Monday (next business day on holidays) 09:00 America/Chicago: PT5",
+        applies=weekly_applies,
+        timezone=SCHEDULE_TIMEZONE,
     ),
 ]
