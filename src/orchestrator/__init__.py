@@ -8,7 +8,8 @@ what this module exports::
     enqueue_workflow, enqueue_many, queue_status, close   shortcuts on a default instance
     JobRequest              one job for enqueue_many
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
-    CheckContext                                          enqueue-time checks of a workflow
+    CheckContext, Submission                              enqueue-time checks, Orchestrator.submit
+    notice                                                a command's one-line note on stderr
     Schedule, ScheduleContext                             for calendar starts
     Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
@@ -39,8 +40,9 @@ from orchestrator._errors import (
     UnknownWorkflow,
     WorkflowError,
 )
+from orchestrator._log import notice
 from orchestrator._orchestrator import Orchestrator
-from orchestrator._preflight import CheckContext
+from orchestrator._preflight import CheckContext, Submission
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
 from orchestrator._schedules import Schedule, ScheduleContext
@@ -69,6 +71,7 @@ __all__ = [
     "Schedule",
     "ScheduleContext",
     "Settings",
+    "Submission",
     "UnknownWorkflow",
     "Workflow",
     "WorkflowContext",
@@ -79,6 +82,7 @@ __all__ = [
     "enqueue_workflow",
     "load_settings",
     "migrate",
+    "notice",
     "queue_status",
     "resolve_database_url",
     "with_database",

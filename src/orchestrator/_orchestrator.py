@@ -231,6 +231,19 @@ class Orchestrator:
         async with self.transaction() as conn:
             return await preflight.run_check(workflow, payload, conn, self.settings)
 
+    async def submit(
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        **options: Any,
+    ) -> preflight.Submission:
+        """Enqueue as a person would: run the workflow's check (warnings come back, a refusal
+        raises :class:`InvalidPayload`), and with ``dedupe_key`` add nothing when a job holding
+        it is already waiting or *running*. ``options`` are :meth:`enqueue_workflow`'s."""
+        return await preflight.submit(self, name, payload, dedupe_key=dedupe_key, **options)
+
     @translated("could not look up the waiting job")
     async def _waiting_job_with_key(
         self, key: str | None, connection: psycopg.AsyncConnection[Any] | None

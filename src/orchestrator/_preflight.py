@@ -18,7 +18,8 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from psycopg import AsyncConnection
@@ -27,6 +28,7 @@ from psycopg.rows import DictRow
 from orchestrator._settings import Settings
 
 if TYPE_CHECKING:
+    from orchestrator._orchestrator import Orchestrator
     from orchestrator._registry import Workflow
 
 
@@ -48,3 +50,36 @@ async def run_check(
         return []
     await connection.execute("SET TRANSACTION READ ONLY")
     return list(await workflow.check(CheckContext(connection, settings, workflow.name), data))
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What :meth:`Orchestrator.submit <orchestrator.Orchestrator.submit>` did.
+
+    ``created`` is false when a job holding the dedupe key was already waiting, delayed or
+    running (``state``): nothing was added and ``job_id`` is that job's.
+    """
+
+    job_id: int
+    created: bool
+    state: str = "waiting"
+    warnings: list[str] = field(default_factory=list)
+
+
+async def submit(
+    orch: Orchestrator,
+    name: str,
+    payload: Mapping[str, Any],
+    *,
+    dedupe_key: str | None = None,
+    **options: Any,
+) -> Submission:
+    """Check, look for a job already holding the dedupe key (waiting *or running*), enqueue."""
+    warnings = await orch.check(name, payload)
+    if dedupe_key is not None:
+        existing = await orch.unfinished_job(dedupe_key)
+        if existing is not None:
+            return Submission(int(existing["job_id"]), False, str(existing["state"]), warnings)
+    job_id = await orch.enqueue_workflow(name, payload, dedupe_key=dedupe_key, **options)
+    state = "delayed" if options.get("delay") or options.get("schedule_at") else "waiting"
+    return Submission(job_id, True, state, warnings)

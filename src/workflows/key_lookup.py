@@ -39,7 +39,7 @@ def read_client_key(name: str, settings: PipelineSettings) -> tuple[str | None, 
         return value, places
     env_file = env_file_of(settings)
     if env_file is not None:
-        places.append(f"{env_file} file")
+        places.append(f".env file {env_file.resolve()}")
         if env_file.is_file():
             from dotenv import dotenv_values
 

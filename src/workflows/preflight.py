@@ -132,7 +132,8 @@ async def check_cole_pull(ctx: CheckContext, data: ClientMonth) -> list[str]:
     inbox = Path(pipeline_settings(ctx.settings).cole_inbox)
     if not discover_exports(inbox, data.client, data.month):
         warnings.append(
-            f"no Cole exports (*.csv) in {export_dir(inbox, data.client, data.month)} yet: "
+            f"no Cole exports (*.csv) in {export_dir(inbox, data.client, data.month).resolve()} "
+            "yet: "
             "PT1 fails unless they are there when it runs"
         )
     return warnings
