@@ -95,7 +95,7 @@ def embedded_server_url(data_dir: Path) -> str:
         announce(
             f"embedded PostgreSQL created in {data_dir} "
             "(set ORCHESTRATOR_DATABASE_URL to use another server)",
-            event="embedded.started",
+            event="embedded.created",
             data_dir=str(data_dir),
         )
     if not already_running:

@@ -177,7 +177,7 @@ def database_url_problem(url: str) -> str | None:
     >>> database_url_problem("postgresql://app:pw@db:5432/jobs") is None
     True
     >>> database_url_problem("mysql://app:pw@db/jobs")
-    'a mysql:// URL; expected postgresql://user:password@host:5432/dbname'
+    'a mysql:// URL; expected a URL like postgresql://host:5432/dbname'
     >>> database_url_problem("postgresql://app:wr%ngpw@db/jobs")
     "a '%' that starts no percent-escape (write % in a password as %25)"
     """
@@ -186,9 +186,9 @@ def database_url_problem(url: str) -> str | None:
         return "empty (unset it to use the embedded server)"
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
     if scheme is None:
-        return "not a URL; expected postgresql://user:password@host:5432/dbname"
+        return "not a URL; expected a URL like postgresql://host:5432/dbname"
     if scheme.group(1).lower() not in ("postgresql", "postgres"):
-        return f"a {scheme.group(1)}:// URL; expected postgresql://user:password@host:5432/dbname"
+        return f"a {scheme.group(1)}:// URL; expected a URL like postgresql://host:5432/dbname"
     if re.search(r"%(?![0-9A-Fa-f]{2})", url):
         return "a '%' that starts no percent-escape (write % in a password as %25)"
     from psycopg import Error

@@ -62,7 +62,9 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         epilog=CLIENT_EXAMPLES,
         formatter_class=raw,
     )
-    csub = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+    csub = clients.add_subparsers(
+        dest="clients_command", required=True, metavar="ACTION", help="add, update or list"
+    )
     for action in ("add", "update"):
         p = csub.add_parser(
             action,

@@ -65,7 +65,7 @@ def test_a_built_wheel_migrates_an_empty_database_from_another_directory(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0005_bulk_load_tables" in result.stdout
+    assert "database at revision 0006_runs_view" in result.stdout
     with psycopg.connect(database_url) as conn:
         tables = {
             row[0]
