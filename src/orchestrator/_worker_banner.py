@@ -6,7 +6,7 @@ One INFO record per line (so JSON mode stays one object per line), event
     worker worker-4242 started: concurrency 4, queues all (pid 4242)
       workflows: pt1, pt2, pt3, pt4, pt5
       schedules: monthly_pipeline next Tue 2026-12-15 09:00 CST, weekly_evergreen next ...
-      database:  postgresql://app:***@db:5432/jobs, schema 0006_runs_view
+      database:  jobs on db:5432 as app, schema 0006_runs_view
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def banner_lines(
             else "never"
         )
         plans.append(f"{schedule.id} next {when}")
-    where = redact_url(database_url) + (" (embedded)" if embedded else "")
+    where = _where(database_url, embedded)
     schema = ", ".join(sorted(revisions)) or "unknown"
     return [
         f"worker {name} started: concurrency {concurrency}, "
@@ -55,6 +55,24 @@ def banner_lines(
         f"  schedules: {', '.join(plans) if plans else 'none'}",
         f"  database:  {where}, schema {schema}",
     ]
+
+
+def _where(database_url: str, embedded: bool) -> str:
+    """``jobs on db.example:5432 as app`` (never the password), or the embedded server."""
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(database_url)
+    except Error:  # settings refuse such URLs; never quote one anyway
+        return "(unparsable URL)"
+    name = params.get("dbname") or params.get("user") or "postgres"
+    host = str(params.get("host") or "localhost")
+    if embedded:
+        return f"{name} on the embedded server ({host.removesuffix('/pgdata')})"
+    port = f":{params['port']}" if params.get("port") else ""
+    user = f" as {params['user']}" if params.get("user") else ""
+    return f"{name} on {host}{port}{user}"
 
 
 def log_banner(
