@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from orchestrator._orchestrator import Orchestrator
-from orchestrator._redaction import redact_url
 from orchestrator._schedules import next_runs
 
 logger = logging.getLogger("orchestrator.worker")
