@@ -211,11 +211,11 @@ def read_settings(**overrides: Any) -> tuple[Settings, list[str]]:
     from orchestrator._settings_problems import describe_errors, unknown_variables
 
     cls = settings_class()
+    env_file = overrides.get("_env_file", cls.model_config.get("env_file"))
     try:
         settings = cls(**overrides)
     except ValidationError as exc:
-        raise ConfigurationError(describe_errors(exc, cls)) from None
-    env_file = overrides.get("_env_file", cls.model_config.get("env_file"))
+        raise ConfigurationError(describe_errors(exc, cls, os.environ, env_file)) from None
     return settings, unknown_variables(cls, os.environ, env_file)
 
 

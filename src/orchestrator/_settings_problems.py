@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -125,7 +126,28 @@ def _reason(error: Mapping[str, Any]) -> str:
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def describe_errors(exc: ValidationError, cls: type[Settings]) -> str:
+def _as_written(name: str, environ: Mapping[str, str], env_file: Any) -> str | None:
+    """The value of setting ``name`` as the person wrote it (environment, then ``.env``):
+    errors quote that, not what a converter made of it (``1.5s``, not ``1.5``)."""
+    wanted = variable(name)
+    for key, value in environ.items():
+        if key.upper() == wanted:
+            return value
+    for path in _env_files(env_file):
+        from dotenv import dotenv_values
+
+        for key, found in dotenv_values(path).items():
+            if key.upper() == wanted and found is not None:
+                return found
+    return None
+
+
+def describe_errors(
+    exc: ValidationError,
+    cls: type[Settings],
+    environ: Mapping[str, str] | None = None,
+    env_file: Any = None,
+) -> str:
     """Every invalid setting in one line: ``invalid setting VAR: got 'x', expected ...``."""
     parts = []
     for error in exc.errors(include_url=False):
@@ -135,7 +157,8 @@ def describe_errors(exc: ValidationError, cls: type[Settings]) -> str:
         if field is None:
             parts.append(f"{label}: {_reason(error)}")
             continue
-        shown = _shown(field, error.get("input"))
+        written = _as_written(name, os.environ if environ is None else environ, env_file)
+        shown = _shown(field, error.get("input") if written is None else written)
         own_reason = error["type"] == "value_error" and _converter(field) is None
         if shown is None:
             # A secret: the reason says what is wrong without quoting it.
@@ -176,9 +199,13 @@ def unknown_variables(
     for name, origin in sorted(found.items()):
         if name.upper() in known:
             continue
-        close = difflib.get_close_matches(name.upper(), sorted(known), n=1, cutoff=0.75)
+        # Compared without the common prefix, which would make every name look close.
+        suffixes = {k.removeprefix(ENV_PREFIX): k for k in known}
+        close = difflib.get_close_matches(
+            name.upper().removeprefix(ENV_PREFIX), sorted(suffixes), n=1, cutoff=0.75
+        )
         where = "" if origin == "environment" else f" (in {origin})"
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = f"; did you mean {suffixes[close[0]]}?" if close else ""
         warnings.append(f"unknown setting {name}{where} ignored{hint}")
     return warnings
 
