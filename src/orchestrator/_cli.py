@@ -76,13 +76,21 @@ settings: ORCHESTRATOR_* environment variables or a .env file (see the README).
 """
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked (it costs ~50 ms)."""
 
-    try:
-        return version("orchestrator")
-    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-        return "unknown"
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("orchestrator")
+        except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+            found = "unknown"
+        print(f"orchestrator {found}")
+        parser.exit()
 
 
 def _parser(
@@ -110,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"orchestrator {_version()}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -604,11 +612,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         from orchestrator._worker import supervise
 
         child_args = ["worker", "--processes", "1"]
-        for flag, value in (
-            ("--concurrency", args.concurrency),
-            ("--queues", args.queues),
-            ("--name", args.name),
-        ):
+        for flag, value in (("--concurrency", args.concurrency), ("--queues", args.queues)):
             if value is not None:
                 child_args += [flag, str(value)]
         env = dict(os.environ, ORCHESTRATOR_DATABASE_URL=url)

@@ -263,7 +263,7 @@ def failure_summary(
     >>> failure_summary("failed", 1.5, "PermanentError", "bad key", None)
     'failed after running 1.500 s: PermanentError: bad key; no retry'
     """
-    verb = {"retrying": "failed", "failed": "failed"}.get(status, status)
+    verb = "failed" if status in ("retrying", "failed") else status  # cancelled, abandoned
     text = f"{verb} after running {duration:.3f} s: {error_type}: {message}"
     if status == "retrying" and retry_in is not None:
         return f"{text}; retry in {retry_in:g} s"
