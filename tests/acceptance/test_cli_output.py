@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.fix_cli import cli, cli_many, job_status, run_cli, run_rows, wait_until, worker
 from tests.fix_db import subprocess_env
@@ -56,7 +57,7 @@ def test_worker_banner_and_one_line_per_expected_failure(database_url: str, tmp_
     assert re.search(r"worker w1 started: concurrency 4, queues all \(pid \d+\)", banner[0])
     assert "workflows: " in banner[1] and "flaky_fast" in banner[1]
     assert "schedules: monthly_pipeline next " in banner[2]
-    database = database_url.rsplit("/", 1)[1]
+    database = conninfo_to_dict(database_url)["dbname"]
     assert f"database:  {database} on " in banner[3] and "schema 0006_runs_view" in banner[3]
 
     assert f"workflow flaky job {flaky} attempt 1 failed after running " in log
