@@ -6,11 +6,15 @@ name. Output goes to files so a chatty worker can never block on a full pipe.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -190,3 +194,70 @@ def workflow_job_count(database_url: str) -> int:
         "SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name NOT LIKE 'orchestrator.%%'",
     )
     return int(found[0]["n"])
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path = ROOT,
+    timeout: float = 60,
+    console_script: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """``orchestrator ARGS`` with any environment and working directory (a ``.env`` there is
+    read); ``console_script`` runs the installed script rather than ``python -m``."""
+    script = Path(sys.executable).with_name("orchestrator")
+    command = [str(script)] if console_script and script.exists() else ORCHESTRATOR
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """The single stderr line of a command that ended with ``code`` (and no traceback)."""
+    assert result.returncode == code, (result.args, result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, (result.args, result.stderr)
+    return lines[0]
+
+
+def embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """Environment for a CLI subprocess using the embedded server in ``data_dir``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+    env.update(
+        {
+            "ORCHESTRATOR_DATA_DIR": str(data_dir),
+            "ORCHESTRATOR_WORKFLOW_MODULES": "tests.workflows_for_tests",
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def embedded_data_dir() -> Iterator[Path]:
+    """A fresh data directory for an embedded server of its own, removed afterwards.
+
+    Under the checkout's ``.orchestrator`` (not pytest's private temporary directory): as root
+    the server runs as another user, who must be able to reach it; the path stays short enough
+    for the server's Unix socket.
+    """
+    path = ROOT / ".orchestrator" / f"cli-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for _ in range(50):  # the server stops when its last process exits
+            if not (path / "pgdata" / "postmaster.pid").exists():
+                break
+            time.sleep(0.1)
+        shutil.rmtree(path, ignore_errors=True)

@@ -8,8 +8,10 @@ what this module exports::
     enqueue_workflow, enqueue_many, queue_status, close   shortcuts on a default instance
     JobRequest              one job for enqueue_many
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
+    CheckContext, Submission                              enqueue-time checks, Orchestrator.submit
+    notice                                                a command's one-line note on stderr
     Schedule, ScheduleContext                             for calendar starts
-    Settings, load_settings, RunStatus, JobCounts, QueueStatus
+    Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
     describe_validation_error                             pydantic errors as one line
     register_secret                                       mask a secret read at run time
@@ -50,13 +52,15 @@ from orchestrator._errors import (
     UnknownWorkflow,
     WorkflowError,
 )
+from orchestrator._log import notice
 from orchestrator._orchestrator import Orchestrator
+from orchestrator._preflight import CheckContext, Submission
 from orchestrator._queries import load_queries
 from orchestrator._redaction import register_secret
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
 from orchestrator._schedules import Schedule, ScheduleContext
-from orchestrator._settings import Settings, load_settings
+from orchestrator._settings import Duration, Settings, load_settings
 from orchestrator._status import JobCounts, QueueStatus, RunStatus
 
 __all__ = [
@@ -64,12 +68,14 @@ __all__ = [
     "ActionResult",
     "Alert",
     "AlertHook",
+    "CheckContext",
     "ConfigurationError",
     "DashboardAction",
     "DashboardPage",
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "DuplicateJob",
+    "Duration",
     "InvalidPayload",
     "JobCounts",
     "JobNotFound",
@@ -86,6 +92,7 @@ __all__ = [
     "Schedule",
     "ScheduleContext",
     "Settings",
+    "Submission",
     "UnknownWorkflow",
     "Workflow",
     "WorkflowContext",
@@ -97,6 +104,7 @@ __all__ = [
     "load_queries",
     "load_settings",
     "migrate",
+    "notice",
     "queue_status",
     "register_secret",
     "resolve_database_url",

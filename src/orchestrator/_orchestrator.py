@@ -25,10 +25,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from orchestrator import _enqueue as enqueue_module
 from orchestrator import _job_control as job_control
+from orchestrator import _preflight as preflight
 from orchestrator import _recovery as recovery
 from orchestrator import _status as status
 from orchestrator import _tasks as tasks
-from orchestrator._database import check_connection, resolve_database_url
+from orchestrator._database import resolve_database_url
 from orchestrator._driver_errors import driver_errors, translated
 from orchestrator._errors import DuplicateJob
 from orchestrator._plugins import load_registry, plugin_secrets
@@ -38,6 +39,7 @@ from orchestrator._redaction import SecretScrubber
 from orchestrator._registry import Registry
 from orchestrator._runner import Runner
 from orchestrator._schedules import Schedule
+from orchestrator._schema import check_schema
 from orchestrator._settings import Settings, load_settings, secret_values
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
@@ -67,6 +69,8 @@ class Orchestrator:
         self.registry = registry
         self.schedules = list(schedules or [])
         self._database_url = database_url
+        #: The embedded server's database, found by the orchestrator itself: migrated on use.
+        self._embedded = database_url is None and self.settings.database_url is None
         self._runner: Runner | None = None
         self.scrubber = SecretScrubber.from_environment(
             [*secret_values(self.settings), *plugin_secrets(self.settings)]
@@ -116,7 +120,13 @@ class Orchestrator:
         )
 
     async def open(self) -> Orchestrator:
-        await check_connection(self.database_url, self.settings.connect_timeout)
+        """Check the database (reachable, schema at this version's revision: the embedded
+        server's is migrated on first use), then open the pool."""
+        await check_schema(
+            self.database_url,
+            connect_timeout=self.settings.connect_timeout,
+            migrate=self._embedded,
+        )
         with driver_errors("cannot open the connection pool"):
             await self.app.open_async()
         return self
@@ -214,6 +224,29 @@ class Orchestrator:
         jobs = [enqueue_module.build_job(self.registry, self.settings, r) for r in requests]
         return await enqueue_module.enqueue_jobs(self.app, jobs, connection=connection)
 
+    async def check(self, name: str, payload: Mapping[str, Any]) -> list[str]:
+        """Run the workflow's enqueue-time check on ``payload`` (see
+        :mod:`orchestrator._preflight`): warnings to show, or :class:`InvalidPayload`."""
+        workflow = self.registry.get(name)
+        if workflow.check is None:
+            workflow.parse(payload)
+            return []
+        async with self.transaction() as conn:
+            return await preflight.run_check(workflow, payload, conn, self.settings)
+
+    async def submit(
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        *,
+        dedupe_key: str | None = None,
+        **options: Any,
+    ) -> preflight.Submission:
+        """Enqueue as a person would: run the workflow's check (warnings come back, a refusal
+        raises :class:`InvalidPayload`), and with ``dedupe_key`` add nothing when a job holding
+        it is already waiting or *running*. ``options`` are :meth:`enqueue_workflow`'s."""
+        return await preflight.submit(self, name, payload, dedupe_key=dedupe_key, **options)
+
     @translated("could not look up the waiting job")
     async def _waiting_job_with_key(
         self, key: str | None, connection: psycopg.AsyncConnection[Any] | None
@@ -251,6 +284,21 @@ class Orchestrator:
     async def retry_job(self, job_id: int) -> None:
         """Send a failed or cancelled job back to the queue with a fresh attempt budget."""
         await job_control.retry_job(self.pool, job_id)
+
+    @translated("could not retry the jobs")
+    async def retry_jobs(
+        self, workflow: str, *, state: str = "failed", since: datetime.datetime | None = None
+    ) -> job_control.BulkRetry:
+        """Send every failed (or cancelled) job of a workflow back to the queue; ``since``
+        keeps those whose last attempt finished then or later."""
+        name = self.registry.get(workflow).name
+        return await job_control.retry_jobs(self.pool, name, state, since)
+
+    @translated("could not look up the dedupe key")
+    async def unfinished_job(self, dedupe_key: str) -> dict[str, Any] | None:
+        """``{job_id, state}`` of the waiting, delayed or running (``active``) job holding
+        ``dedupe_key``, or ``None``: what a second enqueue with that key would run into."""
+        return await job_control.unfinished_job_with_key(self.pool, dedupe_key)
 
     @translated("could not cancel the job")
     async def cancel_job(self, job_id: int) -> str:

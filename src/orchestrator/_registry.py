@@ -16,8 +16,9 @@ procrastinate tasks. Example::
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -28,6 +29,7 @@ from orchestrator._retry import RetryPolicy
 
 if TYPE_CHECKING:
     from orchestrator._context import WorkflowContext
+    from orchestrator._preflight import CheckContext
 
 InputT = TypeVar("InputT", bound=BaseModel)
 RunResult = Mapping[str, Any] | BaseModel | None
@@ -49,6 +51,10 @@ class Workflow(Generic[InputT]):
     queue: str = "default"
     description: str = ""
     secret_fields: frozenset[str] = field(default_factory=frozenset)
+    #: Checks when a person enqueues (``orchestrator enqueue`` and the plugins' commands):
+    #: raise :class:`InvalidPayload` to refuse the job, return warnings to show. They see the
+    #: database read-only and the settings (:class:`~orchestrator.CheckContext`).
+    check: Callable[[CheckContext, InputT], Awaitable[Sequence[str]]] | None = None
 
     def __post_init__(self) -> None:
         for name in (self.name, *self.aliases):
@@ -69,16 +75,48 @@ class Workflow(Generic[InputT]):
             return self.input_model.model_validate(dict(payload))
         except ValidationError as exc:
             raise InvalidPayload(
-                f"invalid payload for workflow {self.name!r}: {describe_validation_error(exc)}"
+                f"invalid payload for workflow {self.name!r}: "
+                f"{describe_validation_error(exc, self.input_model)}"
             ) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """``field: reason; other.field: reason`` with the offending fields named."""
+def describe_validation_error(
+    exc: ValidationError,
+    model: type[BaseModel] | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
+    """``field: reason; other.field: reason`` with the offending fields named.
+
+    ``labels`` renames top-level fields (a command names its ``--flag`` rather than the
+    model's field); with ``model``, an unknown field gets the closest known name. pydantic's
+    ``Value error,`` prefix is dropped: the reason is the validator's own sentence.
+
+    >>> from pydantic import BaseModel, ConfigDict
+    >>> class Input(BaseModel):
+    ...     model_config = ConfigDict(extra="forbid")
+    ...     push_to_clay: bool = False
+    >>> try:
+    ...     Input.model_validate({"push_to_cly": True})
+    ... except ValidationError as exc:
+    ...     print(describe_validation_error(exc, Input))
+    push_to_cly: unknown field (did you mean 'push_to_clay'?)
+    """
     parts = []
     for error in exc.errors(include_url=False, include_input=False):
-        location = ".".join(str(p) for p in error["loc"]) or "(payload)"
-        parts.append(f"{location}: {error['msg']}")
+        loc = [str(p) for p in error["loc"]]
+        if loc and labels and loc[0] in labels:
+            loc[0] = labels[loc[0]]
+        location = ".".join(loc) or "(payload)"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+            if model is not None and len(error["loc"]) == 1:
+                known = sorted(model.model_fields)
+                close = difflib.get_close_matches(str(error["loc"][0]), known, n=1)
+                message += (
+                    f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+                )
+        parts.append(f"{location}: {message}")
     return "; ".join(parts)
 
 

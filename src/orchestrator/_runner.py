@@ -35,12 +35,14 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel
 
 from orchestrator._context import EnqueueInTransaction, WorkflowContext
-from orchestrator._errors import InvalidPayload
+from orchestrator._driver_errors import constraint_name
+from orchestrator._errors import InvalidPayload, WorkflowError
 from orchestrator._progress import ProgressReporter
 from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber, redact_payload
 from orchestrator._registry import Registry, Workflow
 from orchestrator._retry import (
+    ONE_SUCCESS_CONSTRAINT,
     AttemptFailed,
     Cancelled,
     RetryPolicy,
@@ -234,14 +236,14 @@ class Runner:
         level = logging.ERROR if status == "failed" else logging.WARNING
         logger.log(
             level,
-            "workflow %s job %s attempt %s %s after %.3f s: %s: %s",
+            "workflow %s job %s attempt %s %s",
             log_fields["workflow"],
             log_fields["job_id"],
             log_fields["attempt"],
-            status,
-            duration,
-            error["type"],
-            message,
+            failure_summary(status, duration, error["type"], message, retry_in),
+            # The traceback (also kept in agent_runs) only for a surprise, never for an
+            # expected failure such as a PermanentError or RetryableError.
+            exc_info=None if _expected(exc) else exc,
             extra={
                 "event": f"workflow.{status}",
                 "duration_s": round(duration, 6),
@@ -254,6 +256,33 @@ class Runner:
         if status == "cancelled":
             raise Cancelled(message) from exc
         raise AttemptFailed(exc, retry_in=retry_in) from exc
+
+
+def failure_summary(
+    status: str, duration: float, error_type: str, message: str, retry_in: float | None
+) -> str:
+    """How a failed attempt reads in the log: what happened, how long it ran, what is next.
+
+    >>> failure_summary("retrying", 0.0123, "RetryableError", "HTTP 503", 10.0)
+    'failed after running 0.012 s: RetryableError: HTTP 503; retry in 10 s'
+    >>> failure_summary("failed", 1.5, "PermanentError", "bad key", None)
+    'failed after running 1.500 s: PermanentError: bad key; no retry'
+    """
+    verb = "failed" if status in ("retrying", "failed") else status  # cancelled, abandoned
+    text = f"{verb} after running {duration:.3f} s: {error_type}: {message}"
+    if status == "retrying" and retry_in is not None:
+        return f"{text}; retry in {retry_in:g} s"
+    if status == "failed":
+        return f"{text}; no retry"
+    return text
+
+
+def _expected(exc: BaseException) -> bool:
+    """Failures the workflow or the operator meant; anything else is a surprise (a bug)."""
+    return (
+        isinstance(exc, WorkflowError | InvalidPayload | Cancelled | asyncio.CancelledError)
+        or constraint_name(exc) == ONE_SUCCESS_CONSTRAINT
+    )
 
 
 async def _start_attempt(conn: psycopg.AsyncConnection[DictRow], params: dict[str, Any]) -> DictRow:

@@ -2,8 +2,13 @@
 
 Database URLs stay plain strings kept as ``SecretStr``: pydantic's ``PostgresDsn`` rejects the
 host-less Unix-socket URLs the embedded server hands out, and the password must never be
-printed. Use :func:`load_settings` rather than the constructor so that a bad value becomes one
-:class:`~orchestrator._errors.ConfigurationError` line naming the variable.
+printed. Use :func:`load_settings` rather than the constructor so that bad values become one
+:class:`~orchestrator._errors.ConfigurationError` line naming every bad variable, its value
+(secrets masked) and what is expected (see :mod:`orchestrator._settings_problems`).
+
+Nothing is forgiven silently: an ``ORCHESTRATOR_*`` variable (or ``.env`` line) that is no
+setting is reported with the closest known name; durations take units (``30s``, ``2m``) in
+every duration setting; log levels take any case.
 
 Example::
 
@@ -13,16 +18,50 @@ Example::
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import types
 from pathlib import Path
-from typing import Any, ClassVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from orchestrator._durations import parse_duration
 from orchestrator._errors import ConfigurationError
 
 ENV_PREFIX = "ORCHESTRATOR_"
+logger = logging.getLogger("orchestrator.settings")
+
+
+def _seconds(value: object) -> object:
+    """``30s``, ``2m``, ``1h30m`` or a plain number of seconds, as seconds."""
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+def _days(value: object) -> object:
+    """Whole days, written ``30`` or ``30d`` (``36h`` is refused: not whole days)."""
+    if isinstance(value, str) and not value.strip().isdigit():
+        days = parse_duration(value) / 86_400
+        if days != int(days):
+            raise ValueError(f"{value!r} is not a whole number of days")
+        return int(days)
+    return value
+
+
+#: Seconds, written ``30s``, ``2m``, ``1h30m`` or as a number (``1.5``). Plugins use it for
+#: their own duration settings.
+Duration = Annotated[float, BeforeValidator(_seconds)]
+WholeSeconds = Annotated[int, BeforeValidator(_seconds)]
+Days = Annotated[int, BeforeValidator(_days)]
 
 
 class Settings(BaseSettings):
@@ -51,40 +90,40 @@ class Settings(BaseSettings):
     )
     pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=200)
-    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    connect_timeout: Duration = Field(default=10.0, gt=0, le=300)
 
     concurrency: int = Field(default=4, ge=1, le=256, description="Jobs run at once per worker.")
-    poll_interval: float = Field(
+    poll_interval: Duration = Field(
         default=0.5,
         gt=0,
         le=60,
         description="Seconds between polls for due delayed jobs and retries.",
     )
-    shutdown_timeout: float = Field(
+    shutdown_timeout: Duration = Field(
         default=30.0,
         ge=0,
         description="On SIGTERM, seconds running jobs may finish before they are aborted.",
     )
-    heartbeat_interval: float = Field(default=5.0, gt=0, le=300)
-    stalled_after: float = Field(
+    heartbeat_interval: Duration = Field(default=5.0, gt=0, le=300)
+    stalled_after: Duration = Field(
         default=20.0,
         gt=0,
         description="A worker silent for this many seconds is dead; its jobs are re-queued.",
     )
-    recovery_interval: int = Field(
+    recovery_interval: WholeSeconds = Field(
         default=10, ge=1, le=59, description="Seconds between crash-recovery sweeps."
     )
-    reconcile_after: float = Field(
+    reconcile_after: Duration = Field(
         default=30.0,
         gt=0,
         description="A job still 'doing' this long after its attempt was recorded is reconciled.",
     )
-    retention_days: int = Field(
+    retention_days: Days = Field(
         default=30, ge=1, description="Finished jobs and their events older than this are pruned."
     )
 
     default_attempts: int = Field(default=3, ge=1, le=100)
-    default_retry_delay: float = Field(default=5.0, ge=0)
+    default_retry_delay: Duration = Field(default=5.0, ge=0)
     max_payload_bytes: int = Field(default=1_000_000, ge=1_000)
 
     workflow_modules: str = Field(
@@ -111,6 +150,51 @@ class Settings(BaseSettings):
             and _accepts_none(cls, info.field_name)
         ):
             return None
+        return value
+
+    #: ``ORCHESTRATOR_*`` variables that are read elsewhere (test and benchmark servers), so
+    #: not reported as unknown. Subclasses add their own; every class's set counts.
+    other_variables: ClassVar[frozenset[str]] = frozenset(
+        {
+            "TEST_DATABASE_URL",
+            "BENCH_DATABASE_URL",
+            # the console's settings (orchestrator dashboard) and the alert sweep's
+            "DASHBOARD_TOKEN",
+            "DASHBOARD_BASIC_AUTH",
+            "DASHBOARD_URL",
+            "DASHBOARD_TIMEZONE",
+            "DASHBOARD_STATEMENT_TIMEOUT",
+            "DASHBOARD_PAGE_SIZE",
+            "DASHBOARD_PAYLOAD_FILTERS",
+            "ALERT_RETRIES",
+            "ALERT_INTERVAL",
+            # passwords of orchestrator roles --apply --login
+            "OWNER_PASSWORD",
+            "WORKER_PASSWORD",
+            "READER_PASSWORD",
+            # the browser tests
+            "REQUIRE_BROWSER",
+            "CHROMIUM",
+        }
+    )
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        """``debug`` is ``DEBUG``, ``JSON`` is ``json`` (a bad value is reported as given)."""
+        if isinstance(value, str):
+            for choice in ("DEBUG", "INFO", "WARNING", "ERROR", "text", "json"):
+                if value.strip().lower() == choice.lower():
+                    return choice
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            problem = database_url_problem(value.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
         return value
 
     def extra_workflow_modules(self) -> list[str]:
@@ -151,13 +235,59 @@ def settings_class() -> type[Settings]:
     return combined
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read settings, turning a validation failure into one readable line."""
+def database_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable PostgreSQL URL, without ever quoting it (it holds the
+    password); ``None`` when it is one.
+
+    >>> database_url_problem("postgresql://app:pw@db:5432/jobs") is None
+    True
+    >>> database_url_problem("mysql://app:pw@db/jobs")
+    'a mysql:// URL; expected a URL like postgresql://host:5432/dbname'
+    >>> database_url_problem("postgresql://app:wr%ngpw@db/jobs")
+    "a '%' that starts no percent-escape (write % in a password as %25)"
+    """
+    url = url.strip()
+    if not url:
+        return "empty (unset it to use the embedded server)"
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme is None:
+        return "not a URL; expected a URL like postgresql://host:5432/dbname"
+    if scheme.group(1).lower() not in ("postgresql", "postgres"):
+        return f"a {scheme.group(1)}:// URL; expected a URL like postgresql://host:5432/dbname"
+    if re.search(r"%(?![0-9A-Fa-f]{2})", url):
+        return "a '%' that starts no percent-escape (write % in a password as %25)"
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
     try:
-        return settings_class()(**overrides)
+        conninfo_to_dict(url)
+    except Error:
+        # libpq's message quotes the URL, password included: it is never shown.
+        return (
+            "libpq cannot parse this URL (characters such as @ / : # ? in the user or "
+            "password must be percent-encoded)"
+        )
+    return None
+
+
+def read_settings(**overrides: Any) -> tuple[Settings, list[str]]:
+    """Settings and warnings (unknown ``ORCHESTRATOR_*`` variables, with the closest known
+    name); every invalid value is reported at once in one :class:`ConfigurationError`."""
+    from orchestrator._settings_problems import describe_errors, unknown_variables
+
+    cls = settings_class()
+    env_file = overrides.get("_env_file", cls.model_config.get("env_file"))
+    try:
+        settings = cls(**overrides)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigurationError(
-            f"invalid setting {ENV_PREFIX}{field.upper()}: {first['msg']}"
-        ) from None
+        raise ConfigurationError(describe_errors(exc, cls, os.environ, env_file)) from None
+    return settings, unknown_variables(cls, os.environ, env_file)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning validation failures into one readable line (the unknown
+    variables are logged as warnings)."""
+    settings, warnings = read_settings(**overrides)
+    for warning in warnings:
+        logger.warning(warning, extra={"event": "settings.unknown_variable"})
+    return settings

@@ -25,6 +25,9 @@ from orchestrator import (
     InvalidPayload,
     Orchestrator,
     Settings,
+    Submission,
+    describe_validation_error,
+    notice,
 )
 from workflows.clients import ClientSpec, add_client, list_clients, parse_zip_list, update_client
 from workflows.emailbison.workspace import check_emailbison_url
@@ -53,10 +56,25 @@ def _usage_errors(handler: Handler) -> Handler:
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the domain sub-commands on the ``orchestrator`` parser."""
-    clients = sub.add_parser("clients", help="manage clients (add, update, list)")
-    csub = clients.add_subparsers(dest="clients_command", required=True, metavar="ACTION")
+    raw = argparse.RawDescriptionHelpFormatter
+    clients = sub.add_parser(
+        "clients",
+        help="manage clients (add, update, list)",
+        description="Manage clients: the insurance agents whose leads flow through PT1-PT5.",
+        epilog=CLIENT_EXAMPLES,
+        formatter_class=raw,
+    )
+    csub = clients.add_subparsers(
+        dest="clients_command", required=True, metavar="ACTION", help="add, update or list"
+    )
     for action in ("add", "update"):
-        p = csub.add_parser(action, help=f"{action} a client")
+        p = csub.add_parser(
+            action,
+            help=f"{action} a client",
+            description=f"{action.capitalize()} a client.",
+            epilog=CLIENT_EXAMPLES,
+            formatter_class=raw,
+        )
         p.add_argument("--name", required=True, help="client name (unique)")
         if action == "update":
             p.add_argument("--new-name", help="rename the client")
@@ -68,29 +86,58 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         p.add_argument("--emailbison-url", help="EmailBison instance origin (https://...)")
         p.add_argument(
             "--emailbison-key-env",
-            help="NAME of the env var (or secret file) holding the API key: EMAILBISON_KEY_...",
+            help="NAME of the variable holding the API key, EMAILBISON_KEY_<NAME> (read from "
+            "the environment, .env or ORCHESTRATOR_SECRETS_DIR)",
         )
         p.add_argument("--campaign-id", type=int, help="evergreen campaign id")
         p.add_argument("--hnw-campaign-id", type=int, help="Texas HNW evergreen twin id")
         active = p.add_mutually_exclusive_group()
-        active.add_argument("--active", dest="active", action="store_true", default=None)
-        active.add_argument("--inactive", dest="active", action="store_false")
+        active.add_argument(
+            "--active",
+            dest="active",
+            action="store_true",
+            default=None,
+            help="runs on the calendar (the default for a new client)",
+        )
+        active.add_argument(
+            "--inactive", dest="active", action="store_false", help="left out of the calendar"
+        )
         p.set_defaults(handler=_usage_errors(cmd_clients_write), action=action)
-    p = csub.add_parser("list", help="list clients")
-    p.add_argument("--json", action="store_true")
+    p = csub.add_parser("list", help="list clients", description="List clients.")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_usage_errors(cmd_clients_list))
 
-    p = sub.add_parser("run-month", help="start PT1 → PT2 → PT3 → PT4 for a client-month")
-    p.add_argument("client")
+    p = sub.add_parser(
+        "run-month",
+        help="start PT1 → PT2 → PT3 → PT4 for a client-month",
+        description="Start PT1 → PT2 → PT3 → PT4 for a client's renewal month: PT1 now, "
+        "each next step when the previous one succeeds. Refused at once: an unknown or "
+        "inactive client, a key that does not resolve. Nothing is added while the month's "
+        "PT1 is already queued or running.",
+        epilog='examples:\n  orchestrator run-month "Acme Insurance" 2027-01',
+        formatter_class=raw,
+    )
+    p.add_argument("client", help="the client's name, as in 'orchestrator clients list'")
     p.add_argument("month", help="renewal month, YYYY-MM")
     p.set_defaults(handler=_usage_errors(cmd_run_month))
 
-    p = sub.add_parser("run-week", help="start PT5 for a client's upload Monday")
-    p.add_argument("client")
+    p = sub.add_parser(
+        "run-week",
+        help="start PT5 for a client's upload Monday",
+        description="Start PT5 (the evergreen update) for a client's upload Monday.",
+        epilog='examples:\n  orchestrator run-week "Acme Insurance" 2026-12-07',
+        formatter_class=raw,
+    )
+    p.add_argument("client", help="the client's name, as in 'orchestrator clients list'")
     p.add_argument("upload_date", help="the Monday, YYYY-MM-DD")
     p.set_defaults(handler=_usage_errors(cmd_run_week))
 
-    p = sub.add_parser("demo", help="run a synthetic month end to end on a demo database")
+    p = sub.add_parser(
+        "demo",
+        help="run a synthetic month end to end on a demo database",
+        description="Run a synthetic month through PT1 → PT4 and a PT5 on a real worker, "
+        "in a database of its own (orchestrator_demo), with a local EmailBison stand-in.",
+    )
     p.add_argument("--rows", type=int, default=4000, help="synthetic Cole rows (default 4000)")
     p.set_defaults(handler=_usage_errors(cmd_demo))
 
@@ -122,7 +169,18 @@ def _spec_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-_FLAGS = {
+CLIENT_EXAMPLES = """examples:
+  orchestrator clients add --name "Acme Insurance" --tier 100 --states TX,OK \\
+      --zips-file acme_zips.txt --emailbison-url https://mail.acme.example \\
+      --emailbison-key-env EMAILBISON_KEY_ACME --campaign-id 42
+  orchestrator clients update --name "Acme Insurance" --inactive
+  orchestrator clients list
+
+The key itself is never stored: put it in the environment, in .env
+(EMAILBISON_KEY_ACME=...) or in a file ORCHESTRATOR_SECRETS_DIR/EMAILBISON_KEY_ACME."""
+
+#: The command-line flag of each client field, for errors a person can act on.
+CLIENT_FLAGS = {
     "name": "--name",
     "tier": "--tier",
     "licensed_states": "--states",
@@ -131,17 +189,15 @@ _FLAGS = {
     "emailbison_key_env": "--emailbison-key-env",
     "evergreen_campaign_id": "--campaign-id",
     "evergreen_hnw_campaign_id": "--hnw-campaign-id",
+    "active": "--active/--inactive",
 }
 
 
-def describe_client_error(exc: ValidationError) -> str:
+def describe_client_error(exc: ValidationError, *, renaming: bool = False) -> str:
     """``--flag (field): reason; ...``: what to fix on the command line, for each field."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False):
-        field = ".".join(str(p) for p in error["loc"]) or "(client)"
-        flag = _FLAGS.get(str(error["loc"][0])) if error["loc"] else None
-        parts.append(f"{flag} ({field}): {error['msg']}" if flag else f"{field}: {error['msg']}")
-    return "; ".join(parts)
+    flags = dict(CLIENT_FLAGS, name="--new-name") if renaming else CLIENT_FLAGS
+    labels = {field: f"{flag} ({field})" for field, flag in flags.items()}
+    return describe_validation_error(exc, labels=labels)
 
 
 def check_workspace_flags(changes: dict[str, Any], settings: Settings) -> None:
@@ -159,13 +215,14 @@ def check_workspace_flags(changes: dict[str, Any], settings: Settings) -> None:
 
 async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int:
     changes = _spec_changes(args)
+    renaming = args.action == "update" and bool(args.new_name)
     try:
         spec = (
             ClientSpec.model_validate({"name": args.name, **changes})
             if args.action == "add"
             else None
         )
-        if args.action == "update" and args.new_name:
+        if renaming:
             changes["name"] = args.new_name
     except ValidationError as exc:
         raise InvalidPayload(f"invalid client: {describe_client_error(exc)}") from None
@@ -179,7 +236,9 @@ async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int
                 else:
                     client = await update_client(conn, args.name, changes)
             except ValidationError as exc:
-                raise InvalidPayload(f"invalid client: {describe_client_error(exc)}") from None
+                raise InvalidPayload(
+                    f"invalid client: {describe_client_error(exc, renaming=renaming)}"
+                ) from None
     finally:
         await orch.close()
     print(f"client {client.name!r} {'added' if spec else 'updated'} (id {client.id})")
@@ -208,20 +267,32 @@ async def cmd_clients_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _report(submission: Submission, what: str) -> int:
+    """Warnings on stderr; then ``<what> started`` (or already queued/running) and the job id
+    as the last line."""
+    for warning in submission.warnings:
+        notice(warning, warning=True)
+    if submission.created:
+        print(f"{what} started")
+    else:
+        state = {"active": "running", "delayed": "queued (delayed)"}.get(submission.state, "queued")
+        print(f"{what} already {state} as job {submission.job_id}; nothing added")
+    print(submission.job_id)
+    return 0
+
+
 async def cmd_run_month(args: argparse.Namespace, settings: Settings) -> int:
     month = format_month(*parse_month(args.month))
     orch = await Orchestrator(settings).open()
     try:
-        job_id = await orch.enqueue_workflow(
+        submission = await orch.submit(
             "pt1",
             month_chain_payload(args.client, month),
             dedupe_key=month_dedupe_key(args.client, month),
         )
     finally:
         await orch.close()
-    print(f"PT1 → PT2 → PT3 → PT4 started for {args.client!r} {month}")
-    print(job_id)
-    return 0
+    return _report(submission, f"PT1 → PT2 → PT3 → PT4 for {args.client!r} {month}")
 
 
 async def cmd_run_week(args: argparse.Namespace, settings: Settings) -> int:
@@ -231,16 +302,14 @@ async def cmd_run_week(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidPayload(f"upload date {args.upload_date!r} is not YYYY-MM-DD") from None
     orch = await Orchestrator(settings).open()
     try:
-        job_id = await orch.enqueue_workflow(
+        submission = await orch.submit(
             "pt5",
             {"client": args.client, "upload_date": upload_date.isoformat()},
             dedupe_key=week_dedupe_key(args.client, upload_date),
         )
     finally:
         await orch.close()
-    print(f"PT5 started for {args.client!r} upload date {upload_date}")
-    print(job_id)
-    return 0
+    return _report(submission, f"PT5 for {args.client!r} upload date {upload_date}")
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:

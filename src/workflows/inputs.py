@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workflows.windows import format_month, parse_month
 
 
 class ClientMonth(BaseModel):
-    """``{client, month: "YYYY-MM"}``; ``chain`` enqueues the next step when this one succeeds."""
+    """``{client, month: "YYYY-MM"}``; ``chain`` enqueues the next step when this one succeeds.
+
+    Unknown fields are refused (``push_to_cly`` is a typo, not an option to ignore).
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     client: str = Field(min_length=1, max_length=200)
     month: str

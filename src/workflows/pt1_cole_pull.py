@@ -35,6 +35,7 @@ from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
+from workflows.preflight import check_cole_pull
 from workflows.settings import pipeline_settings
 
 STAGE_COLUMNS = ("row_number", *FIELD_NAMES, "zip5", "dedupe_key")
@@ -222,5 +223,6 @@ WORKFLOW: Workflow[ColePullInput] = Workflow(
     aliases=("pt1_cole_pulls", "pt1_cole_pull", "cole_pull"),
     input_model=ColePullInput,
     run=run,
+    check=check_cole_pull,
     description="Cole pull: load a client-month's CSV exports",
 )

@@ -52,6 +52,7 @@ from workflows.formatting import (
 )
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
+from workflows.preflight import check_client_month
 from workflows.settings import pipeline_settings
 from workflows.windows import window_for_day
 
@@ -413,5 +414,6 @@ WORKFLOW: Workflow[ClayFormatInput] = Workflow(
     aliases=("pt2_clay_format", "pt2_clay_formatting", "clay_format"),
     input_model=ClayFormatInput,
     run=run,
+    check=check_client_month,
     description="Clay formatting: clean, segment and verify a client-month's leads",
 )

@@ -18,6 +18,7 @@ from workflows.clients import get_client
 from workflows.gaps import build_gap_report, sample_evenly_by_zip
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
+from workflows.preflight import check_client_month
 
 
 async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
@@ -131,5 +132,6 @@ WORKFLOW: Workflow[ClientMonth] = Workflow(
     aliases=("pt3_gap_analysis", "gap_analysis"),
     input_model=ClientMonth,
     run=run,
+    check=check_client_month,
     description="Gap analysis: cleaned leads vs the package target, with suggestions",
 )

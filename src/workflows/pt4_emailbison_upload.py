@@ -27,6 +27,7 @@ from workflows.emailbison import (
 from workflows.emailbison.workspace import emailbison_api, emailbison_key
 from workflows.inputs import ClientMonth
 from workflows.notify import notify
+from workflows.preflight import check_client_month
 from workflows.windows import upload_date_for_window, window_list_name, windows_for_month
 
 CUSTOM_VARIABLES = (
@@ -260,5 +261,6 @@ WORKFLOW: Workflow[ClientMonth] = Workflow(
     aliases=("pt4_bison_uploads", "pt4_emailbison_upload", "emailbison_upload"),
     input_model=ClientMonth,
     run=run,
+    check=check_client_month,
     description="EmailBison upload: a month's four renewal windows in chunks of 500",
 )

@@ -13,13 +13,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator import PermanentError, Workflow, WorkflowContext
+from orchestrator import CheckContext, PermanentError, Workflow, WorkflowContext
 from workflows.clients import Client, get_client
 from workflows.emailbison import Campaign, EmailBisonClient
 from workflows.emailbison.workspace import emailbison_api, emailbison_key
 from workflows.notify import notify
+from workflows.preflight import check_upload_week
 from workflows.windows import (
     RenewalWindow,
     evergreen_name,
@@ -31,6 +32,8 @@ SEGMENT_PREFIX = {"standard": "Evergreen", "texas_hnw": "Evergreen HNW"}
 
 
 class EvergreenInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     client: str = Field(min_length=1, max_length=200)
     upload_date: date
 
@@ -40,6 +43,11 @@ class EvergreenInput(BaseModel):
         if value.weekday() != 0:
             raise ValueError(f"{value.isoformat()} is a {value:%A}; the upload date is a Monday")
         return value
+
+
+async def check(ctx: CheckContext, data: EvergreenInput) -> list[str]:
+    """Enqueue-time check (see :mod:`workflows.preflight`)."""
+    return await check_upload_week(ctx, data.client, data.upload_date)
 
 
 def _prefix_of(name: str, segment: str) -> str:
@@ -188,5 +196,6 @@ WORKFLOW: Workflow[EvergreenInput] = Workflow(
     aliases=("pt5_evergreen_update", "pt5_evergreen", "evergreen_update"),
     input_model=EvergreenInput,
     run=run,
+    check=check,
     description="Evergreen update: attach the week's window and rename the campaign",
 )

@@ -83,11 +83,13 @@ async def weekly(ctx: ScheduleContext, fired_at: datetime.datetime) -> list[int]
 
 
 def monthly_applies(fired_at: datetime.datetime) -> bool:
+    """Whether this firing starts the month (09:00 in Chicago on the run day)."""
     local = local_run_time(fired_at)
     return local is not None and is_monthly_run_day(local.date())
 
 
 def weekly_applies(fired_at: datetime.datetime) -> bool:
+    """Whether this firing starts a week (09:00 in Chicago on the upload day)."""
     local = local_run_time(fired_at)
     return local is not None and weekly_upload_date_for(local.date()) is not None
 
@@ -99,6 +101,7 @@ SCHEDULES = [
         handler=monthly,
         description="15th 09:00 America/Chicago: PT1 → PT2 → PT3 → PT4, two months ahead",
         applies=monthly_applies,
+        timezone=SCHEDULE_TIMEZONE,
     ),
     Schedule(
         id="weekly_evergreen",
@@ -106,5 +109,6 @@ SCHEDULES = [
         handler=weekly,
         description="Monday (next business day on holidays) 09:00 America/Chicago: PT5",
         applies=weekly_applies,
+        timezone=SCHEDULE_TIMEZONE,
     ),
 ]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from pydantic import Field, SecretStr
 
-from orchestrator import Settings
+from orchestrator import Duration, Settings
 
 
 class PipelineSettings(Settings):
@@ -31,7 +31,7 @@ class PipelineSettings(Settings):
     clay_webhook_url: SecretStr | None = None
     clay_webhook_auth: SecretStr | None = None
     emailbison_rate_limit: float | None = Field(default=None, gt=0)
-    emailbison_timeout: float = Field(default=30.0, gt=0, le=600)
+    emailbison_timeout: Duration = Field(default=30.0, gt=0, le=600)
     emailbison_allow_http_loopback: bool = Field(
         default=False,
         description="Let clients use plain http to 127.0.0.1/localhost/::1 (local stand-ins "
@@ -40,6 +40,9 @@ class PipelineSettings(Settings):
     secrets_dir: Path | None = Field(
         default=None, description="Directory of secret files named after their key env var."
     )
+
+    #: Read by the demo (``orchestrator demo``), not a setting of the pipeline itself.
+    other_variables: ClassVar[frozenset[str]] = frozenset({"DEMO_DATABASE"})
 
 
 def pipeline_settings(settings: Settings) -> PipelineSettings:

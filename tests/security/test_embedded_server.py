@@ -422,7 +422,7 @@ def test_processes_share_one_server_and_the_last_one_stops_it(base_dir: Path) ->
             second.stdin.close()
             assert second.wait(60) == 0
         announced = first.stderr.read() + second.stderr.read()
-    assert announced.count("embedded PostgreSQL started") == 1, announced
+    assert announced.count("embedded PostgreSQL created") == 1, announced
     assert _stopped(data_dir)  # the dead first one was pruned; the second was the last
 
 

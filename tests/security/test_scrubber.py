@@ -117,4 +117,4 @@ def test_a_url_of_another_database_gets_one_line_without_the_password() -> None:
     assert result.returncode == 2
     assert "topsecret9" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
-    assert "scheme 'mysql' is not supported" in result.stderr
+    assert "ORCHESTRATOR_DATABASE_URL: a mysql:// URL" in result.stderr

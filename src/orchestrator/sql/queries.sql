@@ -109,8 +109,9 @@ SELECT workflow, waiting, delayed, active, completed, failed, cancelled
 -- ``limit`` rows; the branches whose filters were not given are skipped when the query
 -- starts (their conditions only involve parameters), so the prepared plan psycopg reuses
 -- after a few calls is as fast as a fresh one, at any table size.
-SELECT r.run_id, r.job_id, r.workflow, r.attempt, r.status, r.started_at, r.finished_at,
-       r.duration_s, r.worker, r.error_type, r.error_message, r.output, r.progress
+SELECT r.run_id, r.job_id, r.workflow, r.attempt, r.status, r.client, r.month,
+       r.started_at, r.finished_at, r.duration_s, r.worker, r.error_type, r.error_message,
+       r.retry_in_s, r.error_traceback, r.output, r.progress
   FROM (
         (SELECT id FROM agent_runs
           WHERE %(job_id)s::bigint IS NULL AND %(workflow)s::text IS NULL
@@ -146,6 +147,30 @@ SELECT job_id, workflow, queue, state, procrastinate_status, attempts, priority,
        dedupe_key, payload
   FROM orchestrator_jobs
  WHERE job_id = %(job_id)s;
+
+-- unfinished_job_by_dedupe_key --
+-- The waiting, delayed or running job holding a dedupe key (procrastinate's queueing lock
+-- only keeps a second *waiting* job out; a running one must be found too). Reads only the
+-- jobs in todo/doing through procrastinate's partial index on them.
+SELECT id AS job_id,
+       CASE WHEN status = 'doing' THEN 'active'
+            WHEN scheduled_at > now() THEN 'delayed'
+            ELSE 'waiting' END AS state
+  FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing') AND queueing_lock = %(key)s
+ ORDER BY status = 'doing' DESC, id
+ LIMIT 1;
+
+-- jobs_to_retry --
+-- Failed (or cancelled) jobs of one workflow, optionally only those whose last attempt
+-- finished at or after ``since``: the candidates of a bulk ``orchestrator retry``.
+SELECT j.job_id, j.dedupe_key
+  FROM orchestrator_jobs j
+ WHERE j.workflow = %(workflow)s AND j.state = %(state)s
+   AND (%(since)s::timestamptz IS NULL
+        OR (SELECT max(r.finished_at) FROM agent_runs r WHERE r.job_id = j.job_id)
+           >= %(since)s::timestamptz)
+ ORDER BY j.job_id;
 
 -- waiting_job_by_dedupe_key --
 SELECT id FROM procrastinate_jobs WHERE queueing_lock = %(key)s AND status = 'todo';

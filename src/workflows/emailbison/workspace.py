@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from orchestrator import PermanentError, Settings, register_secret
 from workflows.emailbison.client import EmailBisonClient
+from workflows.key_lookup import read_client_key
 from workflows.settings import pipeline_settings
 
 if TYPE_CHECKING:
@@ -149,7 +150,8 @@ def read_key(name: str, secrets_dir: Path | None) -> str | None:
 
 
 def emailbison_key(client: Client, engine_settings: Settings) -> str:
-    """The client's EmailBison API key, read now from its env var or secret file.
+    """The client's EmailBison API key, read now from the environment, the ``.env`` file or
+    a secret file (in that order, see :mod:`workflows.key_lookup`).
 
     The key variable and the URL are checked first (see :mod:`workflows.emailbison.workspace`):
     the row may have been written with SQL. The error names the variable, never a value.
@@ -166,14 +168,12 @@ def emailbison_key(client: Client, engine_settings: Settings) -> str:
         client.emailbison_key_env,
         allow_http_loopback=settings.emailbison_allow_http_loopback,
     )
-    value = read_key(name, settings.secrets_dir)
-    if value:
-        register_secret(value)  # masked in every log line, error and agent_runs row
+    value, places = read_client_key(name, settings)
     if not value:
-        where = f"environment variable {name}"
-        if settings.secrets_dir is not None:
-            where += f" or secret file {Path(settings.secrets_dir) / name}"
-        raise ClientConfigError(f"EmailBison key for client {client.name!r} not found: {where}")
+        raise ClientConfigError(
+            f"EmailBison key for client {client.name!r} not found: looked in " + ", ".join(places)
+        )
+    register_secret(value)  # masked in every log line, error and agent_runs row
     return value
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from orchestrator._errors import ConfigurationError
 from orchestrator._settings import Settings, load_settings
@@ -134,7 +135,10 @@ def test_a_blank_database_url_is_not_unset(monkeypatch: pytest.MonkeyPatch) -> N
     from orchestrator._errors import DatabaseUnavailable
 
     monkeypatch.setenv("ORCHESTRATOR_DATABASE_URL", " ")
-    settings = load_settings()
-    assert settings.database_url is not None
+    # refused when the settings are read, naming the variable (never an embedded server)
+    with pytest.raises(ConfigurationError, match="ORCHESTRATOR_DATABASE_URL: empty"):
+        load_settings()
+    settings = load_settings(database_url=None)
+    settings = settings.model_copy(update={"database_url": SecretStr(" ")})
     with pytest.raises(DatabaseUnavailable, match="empty"):
         resolve_database_url(settings)
