@@ -7,7 +7,9 @@ what this module exports::
     Orchestrator            settings + registry + pool + procrastinate App
     enqueue_workflow, enqueue_many, queue_status, close   shortcuts on a default instance
     JobRequest              one job for enqueue_many
+    Enqueued                what an enqueue with a dedupe key did (new, queued or running)
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
+    ExternalCall            a recorded non-idempotent external call (intent, outcome)
     Schedule, ScheduleContext                             for calendar starts
     Settings, load_settings, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
@@ -24,20 +26,23 @@ Example::
 from orchestrator._context import WorkflowContext
 from orchestrator._database import migrate, resolve_database_url, with_database
 from orchestrator._default import close, enqueue_many, enqueue_workflow, queue_status
-from orchestrator._enqueue import JobRequest
+from orchestrator._enqueue import Enqueued, JobRequest
 from orchestrator._errors import (
     ConfigurationError,
     DatabaseNotMigrated,
     DatabaseUnavailable,
     DuplicateJob,
+    FencedAttempt,
     InvalidPayload,
     JobNotFound,
     OrchestratorError,
     PermanentError,
     RetryableError,
     UnknownWorkflow,
+    WorkerStopping,
     WorkflowError,
 )
+from orchestrator._external_calls import ExternalCall
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
@@ -50,6 +55,9 @@ __all__ = [
     "DatabaseNotMigrated",
     "DatabaseUnavailable",
     "DuplicateJob",
+    "Enqueued",
+    "ExternalCall",
+    "FencedAttempt",
     "InvalidPayload",
     "JobCounts",
     "JobNotFound",
@@ -66,6 +74,7 @@ __all__ = [
     "ScheduleContext",
     "Settings",
     "UnknownWorkflow",
+    "WorkerStopping",
     "Workflow",
     "WorkflowContext",
     "WorkflowError",

@@ -18,7 +18,7 @@ from typing import Any
 from procrastinate import BaseRetryStrategy, RetryDecision
 
 from orchestrator._driver_errors import constraint_name
-from orchestrator._errors import InvalidPayload, PermanentError, RetryableError
+from orchestrator._errors import InvalidPayload, PermanentError, RetryableError, WorkerStopping
 from orchestrator._settings import Settings
 from orchestrator._status import RunStatus
 
@@ -30,7 +30,7 @@ class Cancelled(Exception):
     """The attempt was cancelled on request (``orchestrator cancel``)."""
 
 
-class ShutdownAbort(RetryableError):
+class ShutdownAbort(WorkerStopping):
     """The worker shut down before the attempt finished; it is retried at once."""
 
 
@@ -96,7 +96,9 @@ def decide(exc: BaseException, failures_before: int, policy: RetryPolicy) -> Ver
     if constraint_name(exc) == ONE_SUCCESS_CONSTRAINT:
         # Another attempt of this job recorded its success first: this one stands aside.
         return Verdict(RunStatus.ABANDONED)
-    if isinstance(exc, ShutdownAbort):
+    if isinstance(exc, WorkerStopping):
+        # The worker stopped (or its lease ran out), not the job: retried at once, elsewhere,
+        # without using the retry budget.
         return Verdict(RunStatus.RETRYING, 0.0)
     if isinstance(exc, Cancelled | asyncio.CancelledError):
         return Verdict(RunStatus.CANCELLED)
