@@ -23,6 +23,7 @@ from psycopg.rows import DictRow
 from pydantic import BaseModel, Field, field_validator
 
 from orchestrator import PermanentError, Settings
+from workflows._http import EventHooks
 from workflows.emailbison import EmailBisonClient
 from workflows.formatting import normalize_state, normalize_zip
 from workflows.settings import pipeline_settings
@@ -212,10 +213,13 @@ def emailbison_key(client: Client, engine_settings: Settings) -> str:
     return value
 
 
-def emailbison_api(client: Client, engine_settings: Settings) -> EmailBisonClient:
+def emailbison_api(
+    client: Client, engine_settings: Settings, event_hooks: EventHooks | None = None
+) -> EmailBisonClient:
     """An EmailBison client for this client's workspace, key read now, settings applied.
 
-    Use it as ``async with emailbison_api(client, settings) as api: ...``.
+    Use it as ``async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api: ...``
+    (the hooks refuse every request once the attempt is fenced or its worker stopping).
     """
     settings = pipeline_settings(engine_settings)
     key = emailbison_key(client, settings)
@@ -225,6 +229,7 @@ def emailbison_api(client: Client, engine_settings: Settings) -> EmailBisonClien
         key,
         max_requests_per_second=settings.emailbison_rate_limit,
         timeout=settings.emailbison_timeout,
+        event_hooks=event_hooks,
     )
 
 

@@ -172,15 +172,18 @@ async def cmd_run_month(args: argparse.Namespace, settings: Settings) -> int:
     month = format_month(*parse_month(args.month))
     orch = await Orchestrator(settings).open()
     try:
-        job_id = await orch.enqueue_workflow(
+        result = await orch.enqueue_unique(
             "pt1",
             month_chain_payload(args.client, month),
             dedupe_key=month_dedupe_key(args.client, month),
         )
     finally:
         await orch.close()
-    print(f"PT1 → PT2 → PT3 → PT4 started for {args.client!r} {month}")
-    print(job_id)
+    if result.created:
+        print(f"PT1 → PT2 → PT3 → PT4 started for {args.client!r} {month}")
+    else:
+        print(f"PT1 → PT4 for {args.client!r} {month}: {result.describe()}")
+    print(result.job_id)
     return 0
 
 
@@ -191,15 +194,18 @@ async def cmd_run_week(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidPayload(f"upload date {args.upload_date!r} is not YYYY-MM-DD") from None
     orch = await Orchestrator(settings).open()
     try:
-        job_id = await orch.enqueue_workflow(
+        result = await orch.enqueue_unique(
             "pt5",
             {"client": args.client, "upload_date": upload_date.isoformat()},
             dedupe_key=week_dedupe_key(args.client, upload_date),
         )
     finally:
         await orch.close()
-    print(f"PT5 started for {args.client!r} upload date {upload_date}")
-    print(job_id)
+    if result.created:
+        print(f"PT5 started for {args.client!r} upload date {upload_date}")
+    else:
+        print(f"PT5 for {args.client!r} upload date {upload_date}: {result.describe()}")
+    print(result.job_id)
     return 0
 
 

@@ -34,8 +34,9 @@ from workflows.cole import (
 )
 from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
-from workflows.inputs import ClientMonth
+from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
+from workflows.schedules import month_dedupe_key
 from workflows.settings import pipeline_settings
 
 STAGE_COLUMNS = ("row_number", *FIELD_NAMES, "zip5", "dedupe_key")
@@ -209,7 +210,10 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     }
     if data.chain:
         result["next_job"] = await ctx.enqueue(
-            "pt2", {"client": client.name, "month": data.month, "chain": True}
+            "pt2",
+            {"client": client.name, "month": data.month, "chain": True},
+            # the month's chain keeps one key: a second run-month finds it running
+            dedupe_key=month_dedupe_key(client.name, data.month),
         )
     await notify(
         ctx,
@@ -226,4 +230,5 @@ WORKFLOW: Workflow[ColePullInput] = Workflow(
     input_model=ColePullInput,
     run=run,
     description="Cole pull: load a client-month's CSV exports",
+    lock=client_lock,
 )
