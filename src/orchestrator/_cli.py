@@ -286,15 +286,30 @@ async def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
     try:
         job = await orch.get_job(args.job_id)
         runs = await orch.list_runs(job_id=args.job_id, limit=1000)
+        calls = await orch.external_calls(args.job_id)
     finally:
         await orch.close()
     if args.json:
-        print(json.dumps({"job": job, "runs": runs}, indent=2, default=str))
+        print(
+            json.dumps({"job": job, "runs": runs, "external_calls": calls}, indent=2, default=str)
+        )
         return 0
     print(f"job {job['job_id']} {job['workflow']} state={job['state']} attempts={job['attempts']}")
     for r in reversed(runs):
         error = f" {r['error_type']}: {r['error_message']}" if r["error_type"] else ""
         print(f"  attempt {r['attempt']}: {r['status']} {float(r['duration_s']):.3f}s{error}")
+    if calls:
+        doubtful = [c for c in calls if c["in_doubt"]]
+        states = {s: sum(1 for c in calls if c["state"] == s) for s in ("done", "failed")}
+        print(
+            f"  external calls: {states['done']} done, {states['failed']} failed, "
+            f"{len(doubtful)} in doubt"
+        )
+        for c in doubtful:
+            print(
+                f"  in doubt: call {c['id']} {c['kind']} {c['key']!r} "
+                f"(attempt {c['attempt']}, {c['created_at']:%Y-%m-%d %H:%M:%S})"
+            )
     return 0
 
 

@@ -317,6 +317,12 @@ class Orchestrator:
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return await job_control.get_job(self.pool, job_id)
 
+    @translated("could not read the job's external calls")
+    async def external_calls(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's recorded external calls (intent, then outcome), oldest first; an intent
+        whose attempt is over without an outcome is ``in_doubt``."""
+        return await job_control.job_external_calls(self.pool, job_id)
+
     @translated("could not retry the job")
     async def retry_job(self, job_id: int) -> None:
         """Send a failed or cancelled job back to the queue with a fresh attempt budget."""

@@ -65,7 +65,7 @@ def test_a_built_wheel_migrates_an_empty_database_from_another_directory(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "database at revision 0005_bulk_load_tables" in result.stdout
+    assert "database at revision 0006_fencing_pipeline" in result.stdout
     with psycopg.connect(database_url) as conn:
         tables = {
             row[0]
@@ -73,4 +73,4 @@ def test_a_built_wheel_migrates_an_empty_database_from_another_directory(
                 "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
             ).fetchall()
         }
-    assert {"agent_runs", "procrastinate_jobs", "clients", "raw_leads"} <= tables
+    assert {"agent_runs", "external_calls", "procrastinate_jobs", "clients", "raw_leads"} <= tables

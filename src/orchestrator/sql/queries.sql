@@ -355,12 +355,15 @@ SELECT id, job_id, run_id, kind, key, state, request, outcome, created_at
  WHERE job_id = %(job_id)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)
  ORDER BY id;
 
--- calls_in_doubt --
--- Intents without an outcome whose attempt is over: nobody knows whether the call happened.
-SELECT c.id, c.run_id, r.attempt, c.kind, c.key, c.request, c.created_at
+-- job_external_calls --
+-- A job's external calls for ``orchestrator job``: an intent whose attempt is over (its row no
+-- longer 'running') is in doubt — nobody knows whether the call happened.
+SELECT c.id, c.run_id, r.attempt, c.kind, c.key, c.state,
+       (c.state = 'intent' AND r.status IS DISTINCT FROM 'running') AS in_doubt,
+       c.created_at, c.finished_at
   FROM external_calls c
-  JOIN agent_runs r ON r.id = c.run_id
- WHERE c.job_id = %(job_id)s AND c.state = 'intent' AND r.status <> 'running'
+  LEFT JOIN agent_runs r ON r.id = c.run_id
+ WHERE c.job_id = %(job_id)s
  ORDER BY c.id;
 
 -- lock_dedupe_key --
