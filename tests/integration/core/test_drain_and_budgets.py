@@ -178,7 +178,7 @@ async def _abandoned(orch: Orchestrator, job_id: int, count: int, *, steps: int 
             orch,
             "INSERT INTO agent_runs (job_id, workflow, attempt, status, finished_at, steps, error)"
             " VALUES (%(j)s, 'write_row', %(a)s, 'abandoned', now(), %(s)s,"
-            "         '{\"type\": \"WorkerLost\"}')",
+            '         \'{"type": "WorkerLost"}\')',
             {"j": job_id, "a": attempt, "s": steps},
         )
 

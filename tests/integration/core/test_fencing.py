@@ -280,10 +280,10 @@ async def test_a_lease_checked_before_a_pause_is_checked_again(
     # The process is paused (SIGSTOP) for longer than the lease's window; meanwhile recovery
     # fences the attempt. The next confirm must ask the database, not trust the old answer.
     await execute(orch, "UPDATE agent_runs SET status = 'abandoned', finished_at = now()")
-    import orchestrator._lease as lease_module
+    import time
 
-    real = lease_module.time.monotonic
-    monkeypatch.setattr(lease_module.time, "monotonic", lambda: real() + 60.0)
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 60.0)
     with pytest.raises(FencedAttempt):
         await lease.confirm()
     with pytest.raises(FencedAttempt):  # and stays fenced
