@@ -42,7 +42,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
 from orchestrator._context import EnqueueInTransaction, WorkflowContext
-from orchestrator._errors import FencedAttempt
+from orchestrator._driver_errors import is_connection_lost, reason
+from orchestrator._errors import DatabaseUnavailable, FencedAttempt, OrchestratorError
 from orchestrator._external_calls import CallLedger
 from orchestrator._lease import Lease
 from orchestrator._queries import QUERIES
@@ -51,6 +52,7 @@ from orchestrator._registry import Registry, Workflow
 from orchestrator._retry import (
     AttemptFailed,
     Cancelled,
+    ConnectionLost,
     RetryPolicy,
     ShutdownAbort,
     decide,
@@ -155,6 +157,7 @@ class Runner:
                 return AttemptOutcome(status="already_succeeded")
             run_id: int = row["run_id"]
             failures_before: int = row["failures"]
+            losses_before: int = row["connection_losses"]
             log_fields["run_id"] = run_id
             try:
                 data = workflow.parse(payload)
@@ -168,10 +171,21 @@ class Runner:
             duration = time.monotonic() - started
             if isinstance(failure, asyncio.CancelledError) and abort_reason() == "shutdown":
                 failure = ShutdownAbort("the worker shut down before the attempt finished")
+            elif _lost_connection(failure):
+                lost = ConnectionLost(
+                    f"the attempt lost its database connection ({reason(failure)})"
+                )
+                lost.__cause__ = failure
+                failure = lost
             try:
                 await asyncio.shield(
                     self._record_failure(
-                        failure, run_id, failures_before, policy, log_fields, duration
+                        failure,
+                        run_id,
+                        (failures_before, losses_before),
+                        policy,
+                        log_fields,
+                        duration,
                     )
                 )
             except (psycopg.Error, PoolTimeout):
@@ -234,13 +248,13 @@ class Runner:
         self,
         exc: BaseException,
         run_id: int,
-        failures_before: int,
+        before: tuple[int, int],
         policy: RetryPolicy,
         log_fields: dict[str, Any],
         duration: float,
     ) -> NoReturn:
         cause = exc
-        verdict = decide(exc, failures_before, policy)
+        verdict = decide(exc, before[0], policy, losses_before=before[1])
         status, retry_in = verdict.status.value, verdict.retry_in
         message = self.scrub(str(exc) or type(exc).__name__)
         error: dict[str, Any] = {
@@ -313,6 +327,15 @@ class Runner:
         if status == "cancelled":
             raise Cancelled(message) from exc
         raise AttemptFailed(exc, retry_in=retry_in) from exc
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether the attempt failed because the database went out of reach (not a bad query)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, OrchestratorError):
+        return False
+    return any(is_connection_lost(error) for error in (exc, exc.__cause__) if error is not None)
 
 
 def _fenced_message(exc: BaseException) -> str:

@@ -244,7 +244,7 @@ async def _settle_earlier_calls(
     for call in calls:
         if call.request.get("window_id") != window["id"] or call.run_id == ctx.run_id:
             continue
-        if call.state == "done" and call.outcome:
+        if call.state == "done" and call.outcome and "resolved_by_run" not in call.outcome:
             uploaded = {
                 e: int(i) for e, i in call.outcome.get("uploaded", {}).items() if e in by_email
             }
@@ -268,7 +268,7 @@ async def _settle_earlier_calls(
                 numbers["rejected_in_doubt"] += len(rejected)
                 for row in rows:
                     by_email.pop(row["email"].lower(), None)
-                found |= {"resent_as_upsert": len(rows), "uploaded": len(uploaded)}
+                found |= {"resent_as_upsert": len(rows), "stored": len(uploaded)}
             else:
                 found |= {"resent_as_upsert": 0, "already_recorded": True}
             await ctx.resolve(call, found)

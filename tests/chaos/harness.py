@@ -415,7 +415,15 @@ class ChaosRun:
         states: dict[str, int] = {}
         for _ in range(100_000):
             states = await self.job_states(job_ids)
-            assert not states.get("failed"), f"jobs failed: {states}"
+            if states.get("failed"):
+                runs = await self.db.rows(
+                    "SELECT job_id, attempt, status::text AS status, error ->> 'type' AS type,"
+                    " left(error ->> 'message', 300) AS message FROM agent_runs"
+                    " WHERE job_id = ANY(%s) ORDER BY id DESC LIMIT 8",
+                    [list(job_ids)],
+                )
+                logs = "\n\n".join(f"{w.name}:\n{w.log_tail(1500)}" for w in self.workers.all)
+                raise AssertionError(f"jobs failed: {states}; last runs: {runs}\n{logs}")
             if states.get("succeeded", 0) == len(job_ids):
                 doing = await self.db.value(
                     "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"

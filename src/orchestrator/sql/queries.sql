@@ -38,11 +38,19 @@ SELECT (SELECT id FROM inserted) AS run_id,
          WHERE r.job_id = %(job_id)s AND r.status = 'retrying'
            -- an attempt cut short by a worker shutdown is not the job's failure
            AND COALESCE(r.error ->> 'type', '') NOT IN
-               ('ShutdownAbort', 'WorkerStopping', 'LeaseExpired')
+               ('ShutdownAbort', 'WorkerStopping', 'LeaseExpired', 'ConnectionLost')
            AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
                                  WHERE f.job_id = %(job_id)s
                                    AND f.status IN ('failed', 'cancelled')), 0))
            AS failures,
+       -- attempts cut off from the database in the current cycle (bounded separately)
+       (SELECT count(*) FROM agent_runs r
+         WHERE r.job_id = %(job_id)s
+           AND r.error ->> 'type' IN ('ConnectionLost', 'OutcomeNotRecorded')
+           AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
+                                 WHERE f.job_id = %(job_id)s
+                                   AND f.status IN ('failed', 'cancelled')), 0))
+           AS connection_losses,
        (SELECT count(*) FROM abandoned) AS abandoned,
        set_config('synchronous_commit', 'off', true) AS commit_mode;
 

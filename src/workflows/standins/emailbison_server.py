@@ -131,6 +131,7 @@ class LocalEmailBison:
         self._tokens = 0.0
         self._refilled_at = 0.0
         self._log: list[RequestRecord] = []
+        self._cut: list[RequestRecord] = []
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -300,9 +301,17 @@ class LocalEmailBison:
             and (status is None or r.status == status)
         )
 
+    @property
+    def cut_requests(self) -> list[RequestRecord]:
+        """Requests whose client was gone before the answer could be written (cut mid-flight:
+        the work may be done, the client never learned it)."""
+        with self._lock:
+            return list(self._cut)
+
     def reset_log(self) -> None:
         with self._lock:
             self._log.clear()
+            self._cut.clear()
 
     # -- answering (called from the handler threads) ---------------------------------------
 
@@ -457,7 +466,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(answer.body)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (e.g. its timeout fired while we were slow)
+            # the client gave up (e.g. its timeout fired while we were slow)
+            with self.bison._lock:
+                self.bison._cut.append(record)
         callback = self.bison.on_answered
         if callback is not None:
             callback(record)
