@@ -182,6 +182,7 @@ async def test_sigstop_past_stalled_after_then_sigcont(database_url: str, tmp_pa
         await edge.wait_for_upserts(2)
         pid = await edge.running_pid(job_id)
         edge.interrupt("sigstop", pid, job_id, signal.SIGSTOP)
+        stopped = time.monotonic()
         try:
             # STALLED_AFTER (2 s) + a sweep (1 s): the other worker takes the job over
             async def taken_over() -> bool:
@@ -194,7 +195,7 @@ async def test_sigstop_past_stalled_after_then_sigcont(database_url: str, tmp_pa
                 )
 
             await edge.until(taken_over, "the paused worker's job taken over", timeout=20)
-            taken_over_s = time.monotonic() - started
+            taken_over_s = time.monotonic() - stopped
             await asyncio.sleep(1.0)  # the new attempt is uploading
         finally:
             os.kill(pid, signal.SIGCONT)
@@ -228,7 +229,9 @@ async def test_concurrent_and_late_run_week(database_url: str, tmp_path: Path) -
         await edge.run.wait_until_done([month], timeout=DONE_TIMEOUT)
         started = time.monotonic()
 
-        # twice at once, before any worker is free to start it
+        # twice at once; the first attach is held back a few seconds, so a third run-week
+        # comes while the job runs
+        edge.bison.slow_answer_next(6.0, path_contains="attach")
         first, second = await asyncio.gather(
             run_cli(edge.env, "run-week", client.name, str(week2)),
             run_cli(edge.env, "run-week", client.name, str(week2)),
@@ -242,8 +245,6 @@ async def test_concurrent_and_late_run_week(database_url: str, tmp_path: Path) -
         assert f"already queued as job {job_id}" in said or f"already running as job {job_id}" in (
             said
         )
-        # and once more while it runs (its attach held back for a few seconds)
-        edge.bison.slow_answer_next(6.0, path_contains="attach")
         await edge.wait_running(job_id)
         third = await run_cli(edge.env, "run-week", client.name, str(week2))
         assert f"already running as job {job_id}" in third.stdout, third.stdout + third.stderr
