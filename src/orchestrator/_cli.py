@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", help="start no sooner than this from now (30s, 5m, 1h)")
     p.add_argument("--schedule-at", help="start no sooner than this ISO time (with zone)")
     p.add_argument("--priority", type=int, help="higher runs first (default 0)")
-    p.add_argument("--dedupe-key", help="at most one waiting job per key")
+    p.add_argument("--dedupe-key", help="at most one waiting or running job per key")
     p.add_argument("--attempts", type=int, help="attempts in total (default: workflow's)")
     p.add_argument("--queue", help="queue name (default: workflow's)")
     p.set_defaults(handler=cmd_enqueue)

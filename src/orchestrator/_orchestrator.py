@@ -340,6 +340,9 @@ class Orchestrator:
 
     @translated("recovery sweep failed")
     async def recover(self) -> recovery.RecoveryReport:
+        if self._runner is not None and self._runner.cut_off:
+            # This process's own attempts cut off from the database: re-queued at once.
+            await recovery.requeue_cut_off(self.pool, self._runner.cut_off)
         return await recovery.recover(
             self.pool,
             self.app.job_manager,
