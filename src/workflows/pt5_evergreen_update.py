@@ -157,6 +157,15 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
                 )
                 lead_ids = [row["emailbison_lead_id"] for row in await cursor.fetchall()]
                 attach = await _settle_earlier_calls(ctx, in_doubt, campaign, len(lead_ids))
+                attach = attach and not any(  # an earlier attempt attached them (answered)
+                    c.kind == ATTACH_CALL
+                    and c.state == "done"
+                    and (c.outcome or {}).get("found", "attached") == "attached"
+                    and c.request.get("campaign_id") == campaign.id
+                    and c.request.get("window") == window.key
+                    and c.request.get("lead_ids") == len(lead_ids)
+                    for c in earlier
+                )
                 if attach and lead_ids:
                     async with ctx.external_call(
                         ATTACH_CALL,
