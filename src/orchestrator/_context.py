@@ -11,9 +11,8 @@ has given the job to another attempt, this one is *fenced*: its next ``commit()`
 record, every request of the HTTP clients built with :attr:`WorkflowContext.http_hooks` and
 every :meth:`~WorkflowContext.external_call` raise :class:`~orchestrator.FencedAttempt` and
 nothing is written or sent. When the worker is asked to stop, ``ctx.stopping`` turns true and
-the next step boundary (``commit()``, ``check()``, a request) raises
-:class:`~orchestrator.WorkerStopping`: the attempt ends between two steps, its progress
-committed, and is retried at once elsewhere.
+the next step boundary (``commit()``, ``check()``) raises :class:`~orchestrator.WorkerStopping`:
+the attempt ends between two steps, its progress committed, and is retried at once elsewhere.
 
 Example::
 
@@ -108,15 +107,17 @@ class WorkflowContext:
 
     @property
     def http_hooks(self) -> dict[str, list[HttpHook]]:
-        """httpx ``event_hooks`` that check the lease (and a stop request) before every
-        request and name the attempt in an ``X-Orchestrator-Run`` header::
+        """httpx ``event_hooks`` that check the lease before every request (a fenced attempt
+        sends nothing) and name the attempt in an ``X-Orchestrator-Run`` header::
 
             httpx.AsyncClient(event_hooks=ctx.http_hooks)
         """
         return {"request": [self._before_request]}
 
     async def _before_request(self, request: Any) -> None:
-        await self.check()
+        # The lease only: a stopping worker lets the step in hand finish its requests (its
+        # completion message included); steps end at commit() and check().
+        await self._lease.confirm()
         self._ledger.mark_sent()
         request.headers[RUN_HEADER] = str(self.run_id)
 

@@ -219,7 +219,7 @@ def emailbison_api(
     """An EmailBison client for this client's workspace, key read now, settings applied.
 
     Use it as ``async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api: ...``
-    (the hooks refuse every request once the attempt is fenced or its worker stopping).
+    (the hooks refuse every request once the attempt is fenced).
     """
     settings = pipeline_settings(engine_settings)
     key = emailbison_key(client, settings)

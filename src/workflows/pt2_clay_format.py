@@ -346,7 +346,6 @@ async def _push_to_clay(
     ctx: WorkflowContext, webhook: ClayWebhook, kept: list[Candidate]
 ) -> dict[str, int]:
     """Push the rows Clay does not have yet (see the module docstring); returns counts."""
-    await ctx.check()
     rows: dict[str, dict[str, object]] = {
         c.raw["dedupe_key"]: {
             "first_name": c.greeting,
@@ -400,6 +399,7 @@ async def _post_batch(
     """Post one batch of rows as a recorded external call; returns the rows Clay accepted."""
     if not keys:
         return 0
+    await ctx.check()  # a stopping worker ends the push between two batches
     request: dict[str, Any] = {"rows": keys}
     if resolves is not None:
         request["resolves"] = resolves.id
