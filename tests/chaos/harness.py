@@ -456,9 +456,16 @@ class ChaosRun:
         ids = list(job_ids)
         states = await self.job_states(ids)
         assert states == {"succeeded": len(ids)}, f"job states: {states}"
-        doing = await self.db.rows(
-            "SELECT id, task_name FROM procrastinate_jobs WHERE status = 'doing'"
-        )
+        # The workers' own periodic sweep (orchestrator.recover, every second) may be running
+        # at this very instant: 'left in doing' means still doing a few seconds later.
+        deadline = time.monotonic() + 5.0
+        for _ in range(1_000):
+            doing = await self.db.rows(
+                "SELECT id, task_name FROM procrastinate_jobs WHERE status = 'doing'"
+            )
+            if not doing or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         assert not doing, f"jobs left in 'doing': {doing}"
 
         effects = await self.db.one(

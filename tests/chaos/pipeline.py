@@ -230,10 +230,12 @@ class EdgeRun:
         ids = list(job_ids)
         states = await self.run.job_states(ids)
         assert states == {"succeeded": len(ids)}, f"job states: {states}"
-        doing = await self.run.db.value(
-            "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"
-        )
-        assert doing == 0, f"{doing} jobs left doing"
+        async def nothing_doing() -> bool:  # a periodic sweep may be running right now
+            return not await self.run.db.value(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"
+            )
+
+        await self.until(nothing_doing, "no job left doing", timeout=5.0)
         running = await self.run.db.value(
             "SELECT count(*) FROM agent_runs WHERE status = 'running'"
         )
