@@ -17,8 +17,9 @@ status update failed stays ``doing`` under a live worker. A sweep (a periodic ta
 
 The abandon limit: a job whose attempts were lost with their worker :data:`MAX_ABANDONED`
 times in one retry cycle (since its last ``failed`` or ``cancelled`` row; ``orchestrator
-retry`` starts a new one), none of them having committed a step, fails instead of looping
-forever: something in it kills its worker. The attempt that reaches the limit becomes the
+retry`` starts a new one) without making progress — finishing an external call, or, for an
+attempt that makes none, committing a step — fails instead of looping forever: something in
+it kills its worker. The attempt that reaches the limit becomes the
 job's ``failed`` row (``AbandonLimit``). Attempts cut off by a lost database connection
 (``ConnectionLost``: begun before the server's last start, or re-queued by their own worker
 once the database answered again, :func:`requeue_cut_off`) do not count.
@@ -148,18 +149,20 @@ async def _requeue_one(
             await conn.execute(QUERIES["finish_job_now"], {"job_id": job_id, "status": "succeeded"})
             report.finished.append(job_id)
             return
-        counted = any(r["kind"] != "ConnectionLost" and r["steps"] == 0 for r in abandoned)
-        cursor = await conn.execute(QUERIES["abandoned_in_cycle"], {"job_id": job_id})
+        cursor = await conn.execute(
+            QUERIES["abandoned_in_cycle"],
+            {"job_id": job_id, "new": [r["id"] for r in abandoned]},
+        )
         cycle = await cursor.fetchone()
         assert cycle is not None
-        if counted and cycle["n"] >= MAX_ABANDONED:
+        if cycle["new_counted"] and cycle["n"] >= MAX_ABANDONED:
             await conn.execute(
                 QUERIES["fail_abandoned_run"],
                 {
                     "run_id": cycle["last_id"],
                     "message": (
                         f"attempts lost with their worker {cycle['n']} times in this retry "
-                        f"cycle without committing a step (limit {MAX_ABANDONED}): something "
+                        f"cycle without making progress (limit {MAX_ABANDONED}): something "
                         f"in the job kills or stalls its worker; 'orchestrator retry {job_id}' "
                         "starts a fresh cycle"
                     ),

@@ -230,6 +230,7 @@ class EdgeRun:
         ids = list(job_ids)
         states = await self.run.job_states(ids)
         assert states == {"succeeded": len(ids)}, f"job states: {states}"
+
         async def nothing_doing() -> bool:  # a periodic sweep may be running right now
             return not await self.run.db.value(
                 "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"

@@ -168,7 +168,7 @@ UPDATE agent_runs
                        'traceback', NULL)
                END
  WHERE job_id = %(job_id)s AND status = 'running'
-RETURNING id, error ->> 'type' AS kind, steps;
+RETURNING id, error ->> 'type' AS kind;
 
 -- abandon_cut_off_run --
 UPDATE agent_runs
@@ -215,14 +215,22 @@ SELECT j.id, j.task_name, r.status::text AS run_status, r.finished_at, r.error
 
 -- abandoned_in_cycle --
 -- Attempts lost with their worker in the job's current retry cycle (after its last 'failed'
--- or 'cancelled' row) that committed no step: the abandon limit. Attempts cut off by a lost
--- database connection, and attempts that made progress before they were lost, do not count.
-SELECT count(*) AS n, max(r.id) AS last_id
+-- or 'cancelled' row) that made no progress: the abandon limit. An attempt made progress if
+-- it finished an external call, or — making none — committed a step: a resumed attempt skips
+-- what is done, so a job whose attempts keep dying at the same point makes none, while random
+-- kills of a long job do not count against it. Attempts cut off by a lost database connection
+-- do not count either. ``new_counted``: how many of ``new`` (just abandoned) count.
+SELECT count(*) AS n, max(r.id) AS last_id,
+       count(*) FILTER (WHERE r.id = ANY(%(new)s::bigint[])) AS new_counted
   FROM agent_runs r
- WHERE r.job_id = %(job_id)s AND r.status = 'abandoned' AND r.steps = 0
+ WHERE r.job_id = %(job_id)s AND r.status = 'abandoned'
    AND COALESCE(r.error ->> 'type', '') NOT IN ('ConnectionLost', 'OutcomeNotRecorded')
    AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
-                         WHERE f.job_id = %(job_id)s AND f.status IN ('failed', 'cancelled')), 0);
+                         WHERE f.job_id = %(job_id)s AND f.status IN ('failed', 'cancelled')), 0)
+   AND NOT EXISTS (SELECT 1 FROM external_calls c
+                    WHERE c.job_id = r.job_id AND c.run_id = r.id AND c.state = 'done')
+   AND (r.steps = 0 OR EXISTS (SELECT 1 FROM external_calls c
+                                WHERE c.job_id = r.job_id AND c.run_id = r.id));
 
 -- fail_abandoned_run --
 -- The attempt that reached the abandon limit becomes the job's 'failed' row, saying why.

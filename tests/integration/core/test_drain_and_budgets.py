@@ -233,6 +233,42 @@ async def test_attempts_lost_after_progress_do_not_count(orch: Orchestrator) -> 
     assert (await orch.recover()).requeued == [job_id]
 
 
+async def test_a_set_up_step_before_a_call_that_kills_the_worker_is_no_progress(
+    orch: Orchestrator,
+) -> None:
+    # Each attempt commits its set-up, then dies in the same external call: no progress.
+    job_id = await orch.enqueue_workflow("write_row", {"key": "poison-call"})
+    await _abandoned(orch, job_id, MAX_ABANDONED - 1, steps=1)
+    await _crash_again(orch, job_id, MAX_ABANDONED)
+    await execute(
+        orch,
+        "UPDATE agent_runs SET steps = 1 WHERE job_id = %(j)s AND status = 'running'",
+        {"j": job_id},
+    )
+    await execute(
+        orch,
+        "INSERT INTO external_calls (job_id, run_id, workflow, kind, key)"
+        " SELECT job_id, id, workflow, 'upload', 'chunk 7' FROM agent_runs WHERE job_id = %(j)s",
+        {"j": job_id},
+    )
+    assert (await orch.recover()).failed == [job_id]
+
+
+async def test_attempts_that_finished_a_call_made_progress(orch: Orchestrator) -> None:
+    job_id = await orch.enqueue_workflow("write_row", {"key": "calls-done"})
+    await _abandoned(orch, job_id, MAX_ABANDONED + 2, steps=1)
+    await _crash_again(orch, job_id, MAX_ABANDONED + 3)
+    await execute(
+        orch,
+        "INSERT INTO external_calls (job_id, run_id, workflow, kind, key, state, finished_at)"
+        " SELECT job_id, id, workflow, 'upload', 'chunk ' || id, 'done', now()"
+        "   FROM agent_runs WHERE job_id = %(j)s AND status = 'abandoned'",
+        {"j": job_id},
+    )
+    # the one lost now finished no call yet: one counted, far from the limit
+    assert (await orch.recover()).requeued == [job_id]
+
+
 async def test_attempts_cut_off_by_a_server_restart_do_not_count(orch: Orchestrator) -> None:
     job_id = await orch.enqueue_workflow("write_row", {"key": "restart"})
     await _abandoned(orch, job_id, MAX_ABANDONED - 1)

@@ -4,8 +4,9 @@
   lease. An attempt holds its job's lease while its row is ``running``; crash recovery fences
   it by marking the row ``abandoned`` (row-locked, so a step commit of the old attempt either
   happens before the fence or is refused).
-- ``agent_runs.steps``: steps the attempt committed (``ctx.commit()``); an attempt lost with
-  its worker after committing progress does not count toward the abandon limit.
+- ``agent_runs.steps``: steps the attempt committed (``ctx.commit()``); with the attempt's
+  finished external calls, it tells whether an attempt lost with its worker made progress
+  (then it does not count toward the abandon limit).
 - ``external_calls``: one row per non-idempotent external call, written as an *intent* (and
   committed) before the call is made and given its outcome (``done`` or ``failed``) after the
   answer. An intent whose attempt ended without an outcome is *in doubt*: a later attempt
