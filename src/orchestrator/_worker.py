@@ -94,7 +94,9 @@ async def run_worker(
             )
             current[:] = [worker]
             started = time.monotonic()
-            heartbeat = asyncio.create_task(_keep_heartbeat(orch, worker), name="heartbeat")
+            heartbeat = asyncio.create_task(
+                _keep_heartbeat(orch, worker, stop.is_set), name="heartbeat"
+            )
             try:
                 if orch.runner.cut_off:
                     await orch.requeue_cut_off()
@@ -150,13 +152,32 @@ async def _run_until_drained(worker: Worker, request_stop: Callable[[], None]) -
         raise
 
 
-async def _keep_heartbeat(orch: Orchestrator, worker: Worker) -> None:
+async def _keep_heartbeat(
+    orch: Orchestrator, worker: Worker, stop_requested: Callable[[], bool]
+) -> None:
     """The worker's heartbeat, every ``ORCHESTRATOR_HEARTBEAT_INTERVAL``, for as long as the
     procrastinate worker runs — including its graceful shutdown, when procrastinate's own
-    heartbeat has already stopped. Failures are left to procrastinate's heartbeat to report."""
-    interval = orch.settings.heartbeat_interval
+    heartbeat has already stopped. A drain is given ``SHUTDOWN_TIMEOUT + STALLED_AFTER``: a
+    worker whose jobs are still not done by then (aborted jobs that do not end) stops beating,
+    so that crash recovery re-queues them rather than leave them to a wedged process.
+    Failures are left to procrastinate's own heartbeat to report."""
+    settings = orch.settings
+    interval = settings.heartbeat_interval
+    drain_limit = settings.shutdown_timeout + settings.stalled_after
+    stopping_since: float | None = None
     while True:
         await asyncio.sleep(interval)
+        if stop_requested() or _procrastinate_stopping(worker):
+            stopping_since = stopping_since or time.monotonic()
+            if time.monotonic() - stopping_since > drain_limit:
+                logger.warning(
+                    "worker %s still draining after %.0f s; its heartbeat stops so that "
+                    "crash recovery can take its jobs",
+                    worker.worker_id,
+                    drain_limit,
+                    extra={"event": "worker.drain_overdue"},
+                )
+                return
         worker_id = worker.worker_id
         if worker_id is None:
             continue
@@ -165,6 +186,13 @@ async def _keep_heartbeat(orch: Orchestrator, worker: Worker) -> None:
                 await conn.execute(QUERIES["heartbeat"], {"worker_id": worker_id})
         except Exception as exc:
             logger.debug("heartbeat of worker %s failed: %s", worker_id, orch.scrubber(str(exc)))
+
+
+def _procrastinate_stopping(worker: Worker) -> bool:
+    """Whether procrastinate's worker began its shutdown on its own (a failed side task: the
+    database went away). procrastinate 3.10 keeps that in a private event."""
+    event = getattr(worker, "_stop_event", None)
+    return isinstance(event, asyncio.Event) and event.is_set()
 
 
 def supervise(argv_for_child: Sequence[str], processes: int, env: dict[str, str]) -> int:

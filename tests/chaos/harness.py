@@ -437,9 +437,25 @@ class ChaosRun:
             "SELECT id, task_name, status::text AS status, worker_id FROM procrastinate_jobs"
             " WHERE status IN ('doing', 'todo') ORDER BY id LIMIT 10"
         )
+        stuck_ids = [row["id"] for row in stuck]
+        runs = await self.db.rows(
+            "SELECT job_id, id, attempt, status::text AS status, worker, worker_id, started_at,"
+            " finished_at, error ->> 'type' AS type FROM agent_runs WHERE job_id = ANY(%s)"
+            " ORDER BY id",
+            [stuck_ids],
+        )
+        events = await self.db.rows(
+            "SELECT job_id, type::text AS type, at FROM procrastinate_events"
+            " WHERE job_id = ANY(%s) ORDER BY id",
+            [stuck_ids],
+        )
+        workers = await self.db.rows(
+            "SELECT id, now() - last_heartbeat AS silent FROM procrastinate_workers ORDER BY id"
+        )
         logs = "\n\n".join(f"{w.name}:\n{w.log_tail(1500)}" for w in self.workers.all)
         raise AssertionError(
-            f"jobs not done within {timeout} s: {states}; unfinished: {stuck}\n{logs}"
+            f"jobs not done within {timeout} s: {states}; unfinished: {stuck}\n"
+            f"their runs: {runs}\nevents: {events}\nworkers: {workers}\n{logs}"
         )
 
     # -- invariants ------------------------------------------------------------------------
