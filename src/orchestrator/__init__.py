@@ -7,9 +7,11 @@ what this module exports::
     Orchestrator            settings + registry + pool + procrastinate App
     enqueue_workflow, enqueue_many, queue_status, close   shortcuts on a default instance
     JobRequest              one job for enqueue_many
+    Enqueued                what an enqueue with a dedupe key did (new, queued or running)
     Workflow, Registry, RetryPolicy, WorkflowContext      for writing workflows
     CheckContext, Submission                              enqueue-time checks, Orchestrator.submit
     notice                                                a command's one-line note on stderr
+    ExternalCall            a recorded non-idempotent external call (intent, outcome)
     Schedule, ScheduleContext                             for calendar starts
     Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
@@ -38,21 +40,24 @@ from orchestrator._dashboard.pages import (
 )
 from orchestrator._database import migrate, resolve_database_url, with_database
 from orchestrator._default import close, enqueue_many, enqueue_workflow, queue_status
-from orchestrator._enqueue import JobRequest
+from orchestrator._enqueue import Enqueued, JobRequest
 from orchestrator._errors import (
     ConfigurationError,
     DatabaseNotMigrated,
     DatabaseUnavailable,
     DuplicateJob,
+    FencedAttempt,
     InvalidPayload,
     JobNotFound,
     OrchestratorError,
     PermanentError,
     RetryableError,
     UnknownWorkflow,
+    WorkerStopping,
     WorkflowError,
 )
 from orchestrator._log import notice
+from orchestrator._external_calls import ExternalCall
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._preflight import CheckContext, Submission
 from orchestrator._queries import load_queries
@@ -76,6 +81,9 @@ __all__ = [
     "DatabaseUnavailable",
     "DuplicateJob",
     "Duration",
+    "Enqueued",
+    "ExternalCall",
+    "FencedAttempt",
     "InvalidPayload",
     "JobCounts",
     "JobNotFound",
@@ -94,6 +102,7 @@ __all__ = [
     "Settings",
     "Submission",
     "UnknownWorkflow",
+    "WorkerStopping",
     "Workflow",
     "WorkflowContext",
     "WorkflowError",

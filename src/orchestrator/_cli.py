@@ -555,16 +555,33 @@ async def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
     try:
         job = await orch.get_job(args.job_id)
         runs = await orch.list_runs(job_id=args.job_id, limit=1000)
+        calls = await orch.external_calls(args.job_id)
     finally:
         await orch.close()
     if args.json:
-        print(json.dumps({"job": job, "runs": runs}, indent=2, default=_json_value))
+        print(
+            json.dumps(
+                {"job": job, "runs": runs, "external_calls": calls}, indent=2, default=_json_value
+            )
+        )
         return 0
     print(
         show.job_report(
             job, runs, traceback=args.traceback, now=datetime.now(UTC), width=show.output_width()
         )
     )
+    if calls:
+        doubtful = [c for c in calls if c["in_doubt"]]
+        states = {s: sum(1 for c in calls if c["state"] == s) for s in ("done", "failed")}
+        print(
+            f"external calls: {states['done']} done, {states['failed']} failed, "
+            f"{len(doubtful)} in doubt"
+        )
+        for c in doubtful:
+            print(
+                f"  in doubt: call {c['id']} {c['kind']} {c['key']!r} "
+                f"(attempt {c['attempt']}, {c['created_at']:%Y-%m-%d %H:%M:%S})"
+            )
     return 0
 
 

@@ -79,6 +79,23 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, pexc.ConnectorException) and exc.__cause__ is None
 
 
+#: SQLSTATEs of a server going away: admin shutdown, crash shutdown, cannot connect now.
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection to the database was lost or could not be had (a
+    restart, a network cut, a killed backend, an exhausted pool) — not that a statement
+    failed (a deadlock, a serialization failure or a statement timeout are not this)."""
+    cause = driver_cause(exc)
+    if isinstance(cause, PoolTimeout | psycopg.InterfaceError):
+        return True
+    if not isinstance(cause, psycopg.OperationalError):
+        return False
+    state = cause.sqlstate
+    return state is None or state.startswith("08") or state in _SERVER_GONE
+
+
 def translate(exc: BaseException, action: str = "database error") -> OrchestratorError | None:
     """Our error for a driver error, or ``None`` when ``exc`` is not one."""
     if isinstance(exc, OrchestratorError):

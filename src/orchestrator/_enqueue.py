@@ -4,7 +4,9 @@ A payload is checked against the workflow's input model before anything is writt
 unknown name or a bad field is refused with the reason and nothing is inserted. With
 ``connection=`` the job is inserted inside the caller's open transaction (NOTIFY fires at
 commit; a rollback leaves no job). ``dedupe_key`` maps to procrastinate's queueing lock: at
-most one waiting job per key.
+most one waiting job per key; :meth:`~orchestrator.Orchestrator.enqueue_workflow` also
+returns a *running* job holding the key instead of adding a second one (see
+:class:`Enqueued`). A workflow's ``lock`` becomes procrastinate's job lock.
 """
 
 from __future__ import annotations
@@ -42,6 +44,23 @@ class JobRequest:
     dedupe_key: str | None = None
     attempts: int | None = None
     queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What an enqueue with a dedupe key did: ``created`` a job, or found one ``queued``
+    (waiting or delayed) or ``running`` under the same key."""
+
+    job_id: int
+    created: bool
+    state: str
+    workflow: str
+
+    def describe(self) -> str:
+        """``job 12 enqueued``, ``already queued as job 12``, ``already running as job 12``."""
+        if self.created:
+            return f"job {self.job_id} enqueued"
+        return f"already {self.state} as job {self.job_id} ({self.workflow})"
 
 
 def build_job(registry: Registry, settings: Settings, request: JobRequest) -> Job:
@@ -92,7 +111,7 @@ def build_job(registry: Registry, settings: Settings, request: JobRequest) -> Jo
     return Job(
         id=None,
         queue=request.queue or workflow.queue,
-        lock=None,
+        lock=workflow.lock_key(data),
         queueing_lock=request.dedupe_key,
         task_name=workflow.name,
         task_kwargs=args,

@@ -10,9 +10,11 @@ Retryable versus permanent is a type, never a string::
     ├── InvalidPayload              payload rejected by the workflow's input model
     ├── DuplicateJob                a waiting job already holds the dedupe key
     ├── JobNotFound                 no job with that id
+    ├── FencedAttempt               this attempt lost its job's lease: it must not act
     └── WorkflowError               raised by a workflow while it runs
         ├── PermanentError          fails the job at once, no retry (bad input, HTTP 4xx)
         └── RetryableError          retried with backoff (timeouts, HTTP 5xx, 408, 429)
+            └── WorkerStopping      the worker shuts down: stopped at a step, retried at once
 
 Exceptions that are not a ``WorkflowError`` escaping from a workflow are retried, like
 ``RetryableError``: an unexpected bug in a step is more often transient than not, and the
@@ -57,6 +59,10 @@ class JobNotFound(OrchestratorError):
     """No job exists with that id."""
 
 
+class FencedAttempt(OrchestratorError):
+    """attempt fenced: another attempt holds the job's lease now; this one must not act"""
+
+
 class WorkflowError(OrchestratorError):
     """A workflow failed while running."""
 
@@ -75,3 +81,7 @@ class RetryableError(WorkflowError):
     def __init__(self, message: str | None = None, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class WorkerStopping(RetryableError):
+    """the worker is shutting down: the attempt stopped between two steps"""

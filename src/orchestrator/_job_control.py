@@ -40,6 +40,13 @@ async def list_runs(pool: Pool, **filters: Any) -> list[dict[str, Any]]:
         return await status.list_runs(conn, **filters)
 
 
+async def job_external_calls(pool: Pool, job_id: int) -> list[dict[str, Any]]:
+    """The job's recorded external calls, oldest first, each saying whether it is in doubt."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(QUERIES["job_external_calls"], {"job_id": job_id})
+        return list(await cursor.fetchall())
+
+
 async def retry_job(pool: Pool, job_id: int) -> None:
     """Send a failed or cancelled job back to the queue with a fresh attempt budget."""
     job = await get_job(pool, job_id)

@@ -32,6 +32,7 @@ from orchestrator import _tasks as tasks
 from orchestrator._database import resolve_database_url
 from orchestrator._driver_errors import driver_errors, translated
 from orchestrator._errors import DuplicateJob
+from orchestrator._job_manager import GuardedJobManager
 from orchestrator._plugins import load_registry, plugin_secrets
 from orchestrator._pool import CheckedPool
 from orchestrator._queries import QUERIES
@@ -72,6 +73,9 @@ class Orchestrator:
         #: The embedded server's database, found by the orchestrator itself: migrated on use.
         self._embedded = database_url is None and self.settings.database_url is None
         self._runner: Runner | None = None
+        #: Set by ``orchestrator worker`` when a shutdown begins: running workflows see it as
+        #: ``ctx.stopping`` and stop at their next step.
+        self.stopping = False
         self.scrubber = SecretScrubber.from_environment(
             [*secret_values(self.settings), *plugin_secrets(self.settings)]
         )
@@ -90,6 +94,8 @@ class Orchestrator:
                 "concurrency": self.settings.concurrency,
             },
         )
+        # A worker's late status update never ends a job that crash recovery moved on.
+        self.app.job_manager = GuardedJobManager(self._connector)
         for workflow in self.registry:
             tasks.register_workflow(self, workflow)
         tasks.register_maintenance(self)
@@ -156,6 +162,7 @@ class Orchestrator:
                 pool=self.pool,
                 enqueue=self.enqueue_workflow,
                 scrubber=self.scrubber,
+                stopping=lambda: self.stopping,
             )
         return self._runner
 
@@ -187,12 +194,15 @@ class Orchestrator:
         attempts: int | None = None,
         queue: str | None = None,
         connection: psycopg.AsyncConnection[Any] | None = None,
+        enqueued_by: int | None = None,
     ) -> int:
         """Enqueue one job and return its id.
 
-        With ``dedupe_key`` set and a job holding that key still waiting, nothing is inserted
-        and the waiting job's id is returned. With ``connection``, the insert joins that
-        connection's open transaction.
+        With ``dedupe_key`` set and a job holding that key still waiting or running, nothing
+        is inserted and that job's id is returned (:meth:`enqueue_unique` says which case it
+        was). With ``connection``, the insert joins that connection's open transaction.
+        ``enqueued_by`` is the job doing the enqueue (a chain step): it does not count as a
+        holder of the key it passes on.
         """
         request = enqueue_module.JobRequest(
             workflow=name,
@@ -205,14 +215,77 @@ class Orchestrator:
             queue=queue,
         )
         job = enqueue_module.build_job(self.registry, self.settings, request)
-        try:
-            ids = await enqueue_module.enqueue_jobs(self.app, [job], connection=connection)
-        except DuplicateJob:
-            existing = await self._waiting_job_with_key(dedupe_key, connection)
-            if existing is None:
-                raise
-            return existing
+        if dedupe_key is not None:
+            enqueued = await self._enqueue_unique(job, dedupe_key, connection, enqueued_by)
+            return enqueued.job_id
+        ids = await enqueue_module.enqueue_jobs(self.app, [job], connection=connection)
         return ids[0]
+
+    async def enqueue_unique(
+        self,
+        name: str,
+        payload: Mapping[str, Any],
+        *,
+        dedupe_key: str,
+        connection: psycopg.AsyncConnection[Any] | None = None,
+        enqueued_by: int | None = None,
+        **options: Any,
+    ) -> enqueue_module.Enqueued:
+        """Enqueue one job unless a job holding ``dedupe_key`` is waiting or running.
+
+        Returns what happened (:class:`~orchestrator.Enqueued`): a new job, or the job found
+        ``queued`` or ``running``. Concurrent calls with one key are serialised, so two of them
+        never both insert. Other options are those of :meth:`enqueue_workflow`. Example::
+
+            result = await orch.enqueue_unique("pt5", payload, dedupe_key="pt5:acme:2026-12-07")
+            print(result.describe())      # "already running as job 12 (pt5)"
+        """
+        request = enqueue_module.JobRequest(
+            workflow=name, payload=payload, dedupe_key=dedupe_key, **options
+        )
+        job = enqueue_module.build_job(self.registry, self.settings, request)
+        return await self._enqueue_unique(job, dedupe_key, connection, enqueued_by)
+
+    async def _enqueue_unique(
+        self,
+        job: Any,
+        key: str,
+        connection: psycopg.AsyncConnection[Any] | None,
+        enqueued_by: int | None,
+    ) -> enqueue_module.Enqueued:
+        if connection is not None:
+            return await self._enqueue_unique_on(connection, job, key, enqueued_by)
+        with driver_errors("could not enqueue"):
+            async with self.pool.connection() as conn, conn.transaction():
+                return await self._enqueue_unique_on(conn, job, key, enqueued_by)
+
+    async def _enqueue_unique_on(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        job: Any,
+        key: str,
+        enqueued_by: int | None,
+    ) -> enqueue_module.Enqueued:
+        cursor = conn.cursor(row_factory=dict_row)
+        with driver_errors("could not enqueue"):
+            await cursor.execute(QUERIES["lock_dedupe_key"], {"key": key})
+            await cursor.execute(
+                QUERIES["active_job_by_dedupe_key"], {"key": key, "exclude": enqueued_by}
+            )
+            row = await cursor.fetchone()
+        if row is None:
+            try:
+                ids = await enqueue_module.enqueue_jobs(self.app, [job], connection=conn)
+            except DuplicateJob:
+                # Inserted meanwhile by an enqueue that does not take the key's lock
+                # (enqueue_many): the waiting job it made is the answer.
+                existing = await self._waiting_job_with_key(key, conn)
+                if existing is None:
+                    raise
+                return enqueue_module.Enqueued(existing, False, "queued", job.task_name)
+            return enqueue_module.Enqueued(ids[0], True, "queued", job.task_name)
+        state = "running" if row["status"] == "doing" else "queued"
+        return enqueue_module.Enqueued(int(row["id"]), False, state, str(row["task_name"]))
 
     async def enqueue_many(
         self,
@@ -280,6 +353,12 @@ class Orchestrator:
     async def get_job(self, job_id: int) -> dict[str, Any]:
         return await job_control.get_job(self.pool, job_id)
 
+    @translated("could not read the job's external calls")
+    async def external_calls(self, job_id: int) -> list[dict[str, Any]]:
+        """The job's recorded external calls (intent, then outcome), oldest first; an intent
+        whose attempt is over without an outcome is ``in_doubt``."""
+        return await job_control.job_external_calls(self.pool, job_id)
+
     @translated("could not retry the job")
     async def retry_job(self, job_id: int) -> None:
         """Send a failed or cancelled job back to the queue with a fresh attempt budget."""
@@ -305,8 +384,16 @@ class Orchestrator:
         """Cancel a waiting job, or ask a running one to abort. Returns what happened."""
         return await job_control.cancel_job(self.pool, self.app.job_manager, job_id)
 
+    @translated("could not re-queue the jobs cut off from the database")
+    async def requeue_cut_off(self) -> list[int]:
+        """Re-queue the jobs whose attempts this process could not record (database lost)."""
+        return await recovery.requeue_cut_off(self.pool, self.runner.cut_off)
+
     @translated("recovery sweep failed")
     async def recover(self) -> recovery.RecoveryReport:
+        if self._runner is not None and self._runner.cut_off:
+            # This process's own attempts cut off from the database: re-queued at once.
+            await recovery.requeue_cut_off(self.pool, self._runner.cut_off)
         return await recovery.recover(
             self.pool,
             self.app.job_manager,

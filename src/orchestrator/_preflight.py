@@ -76,10 +76,16 @@ async def submit(
 ) -> Submission:
     """Check, look for a job already holding the dedupe key (waiting *or running*), enqueue."""
     warnings = await orch.check(name, payload)
+    later = "delayed" if options.get("delay") or options.get("schedule_at") else "waiting"
     if dedupe_key is not None:
+        # Serialised with every other enqueue of the key: two at once never both insert.
+        result = await orch.enqueue_unique(name, payload, dedupe_key=dedupe_key, **options)
+        if result.created:
+            return Submission(result.job_id, True, later, warnings)
         existing = await orch.unfinished_job(dedupe_key)
-        if existing is not None:
-            return Submission(int(existing["job_id"]), False, str(existing["state"]), warnings)
-    job_id = await orch.enqueue_workflow(name, payload, dedupe_key=dedupe_key, **options)
-    state = "delayed" if options.get("delay") or options.get("schedule_at") else "waiting"
-    return Submission(job_id, True, state, warnings)
+        state = str(existing["state"]) if existing is not None else "waiting"
+        if result.state == "running":
+            state = "active"
+        return Submission(result.job_id, False, state, warnings)
+    job_id = await orch.enqueue_workflow(name, payload, **options)
+    return Submission(job_id, True, later, warnings)

@@ -5,13 +5,24 @@ status update failed stays ``doing`` under a live worker. A sweep (a periodic ta
 ``ORCHESTRATOR_RECOVERY_INTERVAL`` seconds, and once when ``orchestrator worker`` starts):
 
 - re-queues ``doing`` jobs whose worker has been silent for ``ORCHESTRATOR_STALLED_AFTER``
-  seconds (or is gone), marking their ``running`` agent_runs rows ``abandoned`` — or finishes
-  them as succeeded when their success was already committed;
+  seconds (or is gone), marking their ``running`` agent_runs rows ``abandoned`` — which
+  *fences* those attempts, should they still run somewhere (see :mod:`orchestrator._lease`) —
+  or finishes them as succeeded when their success was already committed. Each job is handled
+  in one transaction, its row locked and its worker's silence checked again, so a worker that
+  came back meanwhile keeps its job. A worker draining its jobs after SIGTERM keeps sending
+  heartbeats (``orchestrator worker`` does it for procrastinate, which stops its own), so its
+  jobs are never taken;
 - applies the outcome recorded in agent_runs to jobs still ``doing`` ``reconcile_after``
   seconds after that outcome was written.
 
-A job abandoned :data:`MAX_ABANDONED` times fails instead of looping forever: something in
-it kills its worker.
+The abandon limit: a job whose attempts were lost with their worker :data:`MAX_ABANDONED`
+times in one retry cycle (since its last ``failed`` or ``cancelled`` row; ``orchestrator
+retry`` starts a new one) without making progress — finishing an external call, or, for an
+attempt that makes none, committing a step — fails instead of looping forever: something in
+it kills its worker. The attempt that reaches the limit becomes the
+job's ``failed`` row (``AbandonLimit``). Attempts cut off by a lost database connection
+(``ConnectionLost``: begun before the server's last start, or re-queued by their own worker
+once the database answered again, :func:`requeue_cut_off`) do not count.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from orchestrator._queries import QUERIES
+from orchestrator._runner import CutOff
 
 logger = logging.getLogger("orchestrator.recovery")
 
@@ -74,7 +86,7 @@ async def recover(
                 report.skipped = True
                 return report
             try:
-                await _requeue_stalled(pool, job_manager, stalled_after, report)
+                await _requeue_stalled(pool, stalled_after, report)
                 await _reconcile(pool, job_manager, reconcile_after, report)
                 await job_manager.prune_stalled_workers(stalled_after)
             finally:
@@ -95,7 +107,6 @@ async def recover(
 
 async def _requeue_stalled(
     pool: AsyncConnectionPool[AsyncConnection[DictRow]],
-    job_manager: JobManager,
     stalled_after: float,
     report: RecoveryReport,
 ) -> None:
@@ -104,47 +115,102 @@ async def _requeue_stalled(
         stalled = await cursor.fetchall()
     for job in stalled:
         try:
-            await _requeue_one(pool, job_manager, job, report)
+            await _requeue_one(pool, job, stalled_after, report)
         except Exception:
-            # The job moved on meanwhile (e.g. its worker came back and finished it); the
-            # next sweep sees the truth. Never let one job stop the sweep.
+            # Never let one job stop the sweep; the next sweep sees the truth.
             logger.exception("recovery of job %s failed", job["id"], extra={"event": "recovery"})
 
 
 async def _requeue_one(
     pool: AsyncConnectionPool[AsyncConnection[DictRow]],
-    job_manager: JobManager,
     job: DictRow,
+    stalled_after: float,
     report: RecoveryReport,
 ) -> None:
     job_id = job["id"]
-    async with pool.connection() as conn:
-        await conn.execute(
+    async with pool.connection() as conn, conn.transaction():
+        cursor = await conn.execute(
+            QUERIES["lock_stalled_job"], {"job_id": job_id, "stalled_after": stalled_after}
+        )
+        locked = await cursor.fetchone()
+        if locked is None:
+            return  # finished meanwhile, or its worker came back
+        cursor = await conn.execute(
             QUERIES["abandon_runs_of_job"],
             {
                 "job_id": job_id,
-                "message": f"worker {job['worker_id']} stopped sending heartbeats",
+                "message": f"worker {locked['worker_id']} stopped sending heartbeats",
             },
         )
+        abandoned = await cursor.fetchall()
         cursor = await conn.execute(QUERIES["job_has_success"], {"job_id": job_id})
         success = await cursor.fetchone()
-        cursor = await conn.execute(QUERIES["abandoned_count_of_job"], {"job_id": job_id})
-        abandoned = await cursor.fetchone()
-    if success is not None and success["succeeded"]:
-        await job_manager.finish_job_by_id_async(
-            job_id=job_id, status=Status.SUCCEEDED, delete_job=False
+        if success is not None and success["succeeded"]:
+            await conn.execute(QUERIES["finish_job_now"], {"job_id": job_id, "status": "succeeded"})
+            report.finished.append(job_id)
+            return
+        cursor = await conn.execute(
+            QUERIES["abandoned_in_cycle"],
+            {"job_id": job_id, "new": [r["id"] for r in abandoned]},
         )
-        report.finished.append(job_id)
-    elif abandoned is not None and abandoned["n"] >= MAX_ABANDONED:
-        await job_manager.finish_job_by_id_async(
-            job_id=job_id, status=Status.FAILED, delete_job=False
-        )
-        report.failed.append(job_id)
-    else:
-        await job_manager.retry_job_by_id_async(
-            job_id=job_id, retry_at=datetime.datetime.now(datetime.UTC)
-        )
+        cycle = await cursor.fetchone()
+        assert cycle is not None
+        if cycle["new_counted"] and cycle["n"] >= MAX_ABANDONED:
+            await conn.execute(
+                QUERIES["fail_abandoned_run"],
+                {
+                    "run_id": cycle["last_id"],
+                    "message": (
+                        f"attempts lost with their worker {cycle['n']} times in this retry "
+                        f"cycle without making progress (limit {MAX_ABANDONED}): something "
+                        f"in the job kills or stalls its worker; 'orchestrator retry {job_id}' "
+                        "starts a fresh cycle"
+                    ),
+                },
+            )
+            await conn.execute(QUERIES["finish_job_now"], {"job_id": job_id, "status": "failed"})
+            report.failed.append(job_id)
+            return
+        await conn.execute(QUERIES["requeue_job_now"], {"job_id": job_id})
         report.requeued.append(job_id)
+
+
+async def requeue_cut_off(
+    pool: AsyncConnectionPool[AsyncConnection[DictRow]], cut_off: list[CutOff]
+) -> list[int]:
+    """Re-queue the jobs of attempts this process ran and could not record (the database was
+    out of reach), now that it answers again; their runs become ``ConnectionLost``.
+
+    Done by the worker that ran them, at its restart, without waiting for its old heartbeat
+    to go stale. Entries are removed from ``cut_off`` as they are handled; a database error
+    leaves the rest for the next restart. Returns the re-queued job ids.
+    """
+    requeued: list[int] = []
+    for entry in list(cut_off):
+        async with pool.connection() as conn, conn.transaction():
+            cursor = await conn.execute(
+                QUERIES["lock_cut_off_job"], {"job_id": entry.job_id, "attempts": entry.attempts}
+            )
+            locked = await cursor.fetchone()
+            await conn.execute(QUERIES["abandon_cut_off_run"], {"run_id": entry.run_id})
+            if locked is not None:
+                cursor = await conn.execute(QUERIES["job_has_success"], {"job_id": entry.job_id})
+                success = await cursor.fetchone()
+                if success is not None and success["succeeded"]:
+                    await conn.execute(
+                        QUERIES["finish_job_now"], {"job_id": entry.job_id, "status": "succeeded"}
+                    )
+                else:
+                    await conn.execute(QUERIES["requeue_job_now"], {"job_id": entry.job_id})
+                    requeued.append(entry.job_id)
+        cut_off.remove(entry)
+    if requeued:
+        logger.warning(
+            "re-queued %s: their attempts lost the database connection",
+            requeued,
+            extra={"event": "recovery.cut_off", "requeued": requeued},
+        )
+    return requeued
 
 
 async def _reconcile(

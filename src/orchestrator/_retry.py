@@ -18,7 +18,7 @@ from typing import Any
 from procrastinate import BaseRetryStrategy, RetryDecision
 
 from orchestrator._driver_errors import constraint_name
-from orchestrator._errors import InvalidPayload, PermanentError, RetryableError
+from orchestrator._errors import InvalidPayload, PermanentError, RetryableError, WorkerStopping
 from orchestrator._settings import Settings
 from orchestrator._status import RunStatus
 
@@ -30,8 +30,23 @@ class Cancelled(Exception):
     """The attempt was cancelled on request (``orchestrator cancel``)."""
 
 
-class ShutdownAbort(RetryableError):
+class ShutdownAbort(WorkerStopping):
     """The worker shut down before the attempt finished; it is retried at once."""
+
+
+class ConnectionLost(RetryableError):
+    """The attempt lost its database connection (a restart, a network cut, a killed backend).
+
+    Not the job's failure: retried after :data:`CONNECTION_LOST_RETRY_IN` without using the
+    retry budget, up to :data:`MAX_CONNECTION_LOSSES` times in a retry cycle.
+    """
+
+
+#: Seconds before an attempt that lost its database connection runs again.
+CONNECTION_LOST_RETRY_IN = 1.0
+#: Connection losses in one retry cycle after which the job fails (a job whose own queries
+#: keep killing the database server must not loop forever).
+MAX_CONNECTION_LOSSES = 20
 
 
 @dataclass(frozen=True)
@@ -84,9 +99,11 @@ class Verdict:
     retry_in: float | None = None
 
 
-def decide(exc: BaseException, failures_before: int, policy: RetryPolicy) -> Verdict:
-    """The verdict on an attempt that raised ``exc``, after ``failures_before`` failures in
-    the current retry budget.
+def decide(
+    exc: BaseException, failures_before: int, policy: RetryPolicy, *, losses_before: int = 0
+) -> Verdict:
+    """The verdict on an attempt that raised ``exc``, after ``failures_before`` failures
+    (and ``losses_before`` lost database connections) in the current retry cycle.
 
     >>> decide(RuntimeError("boom"), 0, RetryPolicy())
     Verdict(status=<RunStatus.RETRYING: 'retrying'>, retry_in=5.0)
@@ -96,7 +113,13 @@ def decide(exc: BaseException, failures_before: int, policy: RetryPolicy) -> Ver
     if constraint_name(exc) == ONE_SUCCESS_CONSTRAINT:
         # Another attempt of this job recorded its success first: this one stands aside.
         return Verdict(RunStatus.ABANDONED)
-    if isinstance(exc, ShutdownAbort):
+    if isinstance(exc, ConnectionLost):
+        if losses_before + 1 >= MAX_CONNECTION_LOSSES:
+            return Verdict(RunStatus.FAILED)
+        return Verdict(RunStatus.RETRYING, CONNECTION_LOST_RETRY_IN)
+    if isinstance(exc, WorkerStopping):
+        # The worker stopped (or its lease ran out), not the job: retried at once, elsewhere,
+        # without using the retry budget.
         return Verdict(RunStatus.RETRYING, 0.0)
     if isinstance(exc, Cancelled | asyncio.CancelledError):
         return Verdict(RunStatus.CANCELLED)

@@ -13,6 +13,13 @@ The sequence for every attempt:
 3. On failure the transaction is rolled back and the attempt recorded as ``retrying``,
    ``failed`` or ``cancelled``; the retry decision travels to procrastinate in
    :class:`~orchestrator._retry.AttemptFailed`.
+
+The ``running`` row is the attempt's lease (:mod:`orchestrator._lease`): the success record
+and the failure record are written only while the row is still ``running``. An attempt crash
+recovery fenced meanwhile writes neither; it notes ``Fenced`` on its abandoned row and leaves
+the job to the attempt that holds it now. An attempt whose outcome could not be recorded at
+all (the database went away) is remembered in :attr:`Runner.cut_off`, so that its worker
+re-queues the job as soon as the database answers again (see ``orchestrator._recovery``).
 """
 
 from __future__ import annotations
@@ -31,12 +38,20 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import BaseModel
 
 from orchestrator._context import EnqueueInTransaction, WorkflowContext
-from orchestrator._driver_errors import constraint_name
-from orchestrator._errors import InvalidPayload, WorkflowError
+from orchestrator._driver_errors import constraint_name, is_connection_lost, reason
+from orchestrator._errors import (
+    DatabaseUnavailable,
+    FencedAttempt,
+    InvalidPayload,
+    OrchestratorError,
+    WorkflowError,
+)
+from orchestrator._external_calls import CallLedger
+from orchestrator._lease import Lease
 from orchestrator._progress import ProgressReporter
 from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber, redact_payload
@@ -45,6 +60,7 @@ from orchestrator._retry import (
     ONE_SUCCESS_CONSTRAINT,
     AttemptFailed,
     Cancelled,
+    ConnectionLost,
     RetryPolicy,
     ShutdownAbort,
     decide,
@@ -63,6 +79,19 @@ class AttemptOutcome:
     output: Any = None
 
 
+@dataclass(frozen=True)
+class CutOff:
+    """An attempt that ended without its outcome recorded: the database was out of reach.
+
+    ``attempts`` is the job's procrastinate attempt count when it was fetched: the job is
+    re-queued only if it is still that fetch (``doing`` with that count).
+    """
+
+    run_id: int
+    job_id: int
+    attempts: int
+
+
 def worker_label(worker_id: int | None) -> str:
     return f"{socket.gethostname()}:{os.getpid()}" + (f"#{worker_id}" if worker_id else "")
 
@@ -78,12 +107,16 @@ class Runner:
         pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
         enqueue: EnqueueInTransaction,
         scrubber: SecretScrubber,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.pool = pool
         self.enqueue = enqueue
         self.scrub = scrubber
+        self.stopping = stopping
+        #: Attempts cut off from the database before their outcome was recorded.
+        self.cut_off: list[CutOff] = []
 
     async def run(
         self,
@@ -119,6 +152,7 @@ class Runner:
                     "input": Jsonb(redact_payload(payload, workflow.secret_fields)),
                     "worker": worker_label(worker_id),
                     "queue": queue,
+                    "worker_id": worker_id,
                 },
             )
             if row["succeeded_run_id"] is not None:
@@ -132,6 +166,7 @@ class Runner:
                 return AttemptOutcome(status="already_succeeded")
             run_id: int = row["run_id"]
             failures_before: int = row["failures"]
+            losses_before: int = row["connection_losses"]
             log_fields["run_id"] = run_id
             try:
                 if args_problem is not None:
@@ -147,9 +182,26 @@ class Runner:
             duration = time.monotonic() - started
             if isinstance(failure, asyncio.CancelledError) and abort_reason() == "shutdown":
                 failure = ShutdownAbort("the worker shut down before the attempt finished")
-            await asyncio.shield(
-                self._record_failure(failure, run_id, failures_before, policy, log_fields, duration)
-            )
+            elif _lost_connection(failure):
+                lost = ConnectionLost(
+                    f"the attempt lost its database connection ({reason(failure)})"
+                )
+                lost.__cause__ = failure
+                failure = lost
+            try:
+                await asyncio.shield(
+                    self._record_failure(
+                        failure,
+                        run_id,
+                        (failures_before, losses_before),
+                        policy,
+                        log_fields,
+                        duration,
+                    )
+                )
+            except (psycopg.Error, PoolTimeout):
+                self.cut_off.append(CutOff(run_id=run_id, job_id=job_id, attempts=attempt - 1))
+                raise
         duration = time.monotonic() - started
         logger.info(
             "workflow %s job %s attempt %s succeeded in %.3f s",
@@ -171,6 +223,7 @@ class Runner:
         attempt: int,
         max_attempts: int,
     ) -> Any:
+        lease = Lease(self.pool, run_id, stalled_after=self.settings.stalled_after)
         ctx = WorkflowContext(
             connection=conn,
             run_id=run_id,
@@ -185,6 +238,9 @@ class Runner:
             ),
             _enqueue=self.enqueue,
             _progress=ProgressReporter(self.pool, run_id),
+            _lease=lease,
+            _ledger=CallLedger(self.pool, lease, job_id=job_id, run_id=run_id),
+            _stopping=self.stopping,
         )
         try:
             result = await workflow.run(ctx, data)
@@ -193,7 +249,7 @@ class Runner:
                 QUERIES["finish_success"], {"run_id": run_id, "output": Jsonb(output)}
             )
             if await cursor.fetchone() is None:
-                raise RuntimeError(f"agent_runs row {run_id} vanished before success")
+                raise lease.fence("crash recovery re-queued the job before its success")
             await conn.commit()
             return output
         except BaseException:
@@ -204,13 +260,13 @@ class Runner:
         self,
         exc: BaseException,
         run_id: int,
-        failures_before: int,
+        before: tuple[int, int],
         policy: RetryPolicy,
         log_fields: dict[str, Any],
         duration: float,
     ) -> NoReturn:
         cause = exc
-        verdict = decide(exc, failures_before, policy)
+        verdict = decide(exc, before[0], policy, losses_before=before[1])
         status, retry_in = verdict.status.value, verdict.retry_in
         message = self.scrub(str(exc) or type(exc).__name__)
         error: dict[str, Any] = {
@@ -224,15 +280,42 @@ class Runner:
             error["retry_in_s"] = retry_in
         try:
             async with self.pool.connection() as conn:
-                await conn.execute(
+                cursor = await conn.execute(
                     QUERIES["finish_failure"],
                     {"run_id": run_id, "status": status, "error": Jsonb(error)},
                 )
-        except psycopg.Error:
+                recorded = await cursor.fetchone() is not None
+                if not recorded:
+                    await conn.execute(
+                        QUERIES["record_fenced"],
+                        {"run_id": run_id, "message": self.scrub(_fenced_message(exc))},
+                    )
+        except (psycopg.Error, PoolTimeout):
             logger.exception(
                 "could not record the outcome of run %s", run_id, extra={"event": "record_failed"}
             )
             raise
+        if not recorded:
+            # Fenced: crash recovery gave the job to another attempt, which owns its status
+            # now. procrastinate's update from this worker is skipped (GuardedJobManager); a
+            # retry at once is the harmless verdict should it still apply.
+            logger.warning(
+                "workflow %s job %s attempt %s was fenced (superseded) after %.3f s: %s: %s",
+                log_fields["workflow"],
+                log_fields["job_id"],
+                log_fields["attempt"],
+                duration,
+                error["type"],
+                message,
+                extra={
+                    "event": "workflow.fenced",
+                    "duration_s": round(duration, 6),
+                    "error_type": error["type"],
+                    "error_message": message,
+                    **log_fields,
+                },
+            )
+            raise AttemptFailed(exc, retry_in=0.0) from exc
         level = logging.ERROR if status == "failed" else logging.WARNING
         logger.log(
             level,
@@ -280,8 +363,34 @@ def failure_summary(
 def _expected(exc: BaseException) -> bool:
     """Failures the workflow or the operator meant; anything else is a surprise (a bug)."""
     return (
-        isinstance(exc, WorkflowError | InvalidPayload | Cancelled | asyncio.CancelledError)
+        isinstance(
+            exc,
+            WorkflowError
+            | InvalidPayload
+            | Cancelled
+            | asyncio.CancelledError
+            | FencedAttempt
+            | DatabaseUnavailable,
+        )
         or constraint_name(exc) == ONE_SUCCESS_CONSTRAINT
+    )
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether the attempt failed because the database went out of reach (not a bad query)."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, OrchestratorError):
+        return False
+    return any(is_connection_lost(error) for error in (exc, exc.__cause__) if error is not None)
+
+
+def _fenced_message(exc: BaseException) -> str:
+    if isinstance(exc, FencedAttempt):
+        return str(exc)
+    return (
+        "attempt fenced: crash recovery re-queued the job while it ran (its worker was "
+        f"silent); it stopped on {type(exc).__name__}: {exc}"
     )
 
 

@@ -6,8 +6,17 @@ database answers again, and a recovery sweep runs at every start. ``--processes 
 such processes under a small supervisor that restarts a child that died and forwards
 SIGTERM/SIGINT to all of them.
 
-SIGTERM stops fetching; running jobs get ``ORCHESTRATOR_SHUTDOWN_TIMEOUT`` seconds to finish,
-then are aborted and retried at once.
+SIGTERM stops fetching; running jobs see ``ctx.stopping`` (their next step boundary raises
+``WorkerStopping``: the step in flight finishes, its progress is committed, the attempt is
+retried at once elsewhere) and get ``ORCHESTRATOR_SHUTDOWN_TIMEOUT`` seconds to get there,
+then are aborted and retried at once. procrastinate stops the worker's heartbeat when the
+shutdown begins, before its jobs have finished (upstream #1585): a drain longer than
+``ORCHESTRATOR_STALLED_AFTER`` would look like a dead worker to other workers' crash recovery,
+which would run the draining jobs a second time. The heartbeat is therefore also sent from
+here, until the procrastinate worker has returned (its last job finished or aborted).
+
+After a database outage the worker is restarted, and first re-queues the jobs whose attempts
+it ran and could not record (their runs become ``ConnectionLost``, outside the abandon limit).
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 from procrastinate import exceptions as pexc
@@ -29,6 +38,7 @@ from procrastinate.worker import Worker
 from orchestrator._driver_errors import reason, translate
 from orchestrator._errors import DatabaseNotMigrated, OrchestratorError
 from orchestrator._orchestrator import Orchestrator
+from orchestrator._queries import QUERIES
 from orchestrator._tasks import MAINTENANCE_QUEUE
 
 logger = logging.getLogger("orchestrator.worker")
@@ -57,6 +67,7 @@ async def run_worker(
         if not stop.is_set():
             logger.info("stop requested; finishing running jobs", extra={"event": "worker.stop"})
         stop.set()
+        orch.stopping = True
         for worker in current:
             worker.stop()  # type: ignore[no-untyped-call]
 
@@ -83,9 +94,14 @@ async def run_worker(
             )
             current[:] = [worker]
             started = time.monotonic()
+            heartbeat = asyncio.create_task(
+                _keep_heartbeat(orch, worker, stop.is_set), name="heartbeat"
+            )
             try:
+                if orch.runner.cut_off:
+                    await orch.requeue_cut_off()
                 await orch.recover()
-                await worker.run()  # type: ignore[no-untyped-call]
+                await _run_until_drained(worker, request_stop)
             except DatabaseNotMigrated:
                 raise
             except (OrchestratorError, pexc.ConnectorException, psycopg.Error, OSError) as exc:
@@ -102,6 +118,10 @@ async def run_worker(
                     "the worker stopped on an unexpected error; restarting it",
                     extra={"event": "worker.crashed"},
                 )
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
             if stop.is_set():
                 break
             failures = 0 if time.monotonic() - started >= HEALTHY_RUN_S else failures + 1
@@ -114,9 +134,65 @@ async def run_worker(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
     finally:
+        orch.stopping = False
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+
+
+async def _run_until_drained(worker: Worker, request_stop: Callable[[], None]) -> None:
+    """``worker.run()``; cancelling it is a graceful stop (running jobs see ``ctx.stopping``
+    and drain) before the cancellation goes on."""
+    run = asyncio.ensure_future(worker.run())  # type: ignore[no-untyped-call]
+    try:
+        await asyncio.shield(run)
+    except asyncio.CancelledError:
+        request_stop()
+        await run
+        raise
+
+
+async def _keep_heartbeat(
+    orch: Orchestrator, worker: Worker, stop_requested: Callable[[], bool]
+) -> None:
+    """The worker's heartbeat, every ``ORCHESTRATOR_HEARTBEAT_INTERVAL``, for as long as the
+    procrastinate worker runs — including its graceful shutdown, when procrastinate's own
+    heartbeat has already stopped. A drain is given ``SHUTDOWN_TIMEOUT + STALLED_AFTER``: a
+    worker whose jobs are still not done by then (aborted jobs that do not end) stops beating,
+    so that crash recovery re-queues them rather than leave them to a wedged process.
+    Failures are left to procrastinate's own heartbeat to report."""
+    settings = orch.settings
+    interval = settings.heartbeat_interval
+    drain_limit = settings.shutdown_timeout + settings.stalled_after
+    stopping_since: float | None = None
+    while True:
+        await asyncio.sleep(interval)
+        if stop_requested() or _procrastinate_stopping(worker):
+            stopping_since = stopping_since or time.monotonic()
+            if time.monotonic() - stopping_since > drain_limit:
+                logger.warning(
+                    "worker %s still draining after %.0f s; its heartbeat stops so that "
+                    "crash recovery can take its jobs",
+                    worker.worker_id,
+                    drain_limit,
+                    extra={"event": "worker.drain_overdue"},
+                )
+                return
+        worker_id = worker.worker_id
+        if worker_id is None:
+            continue
+        try:
+            async with orch.pool.connection(timeout=max(interval, 1.0)) as conn:
+                await conn.execute(QUERIES["heartbeat"], {"worker_id": worker_id})
+        except Exception as exc:
+            logger.debug("heartbeat of worker %s failed: %s", worker_id, orch.scrubber(str(exc)))
+
+
+def _procrastinate_stopping(worker: Worker) -> bool:
+    """Whether procrastinate's worker began its shutdown on its own (a failed side task: the
+    database went away). procrastinate 3.10 keeps that in a private event."""
+    event = getattr(worker, "_stop_event", None)
+    return isinstance(event, asyncio.Event) and event.is_set()
 
 
 def supervise(argv_for_child: Sequence[str], processes: int, env: dict[str, str]) -> int:

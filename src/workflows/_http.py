@@ -14,10 +14,15 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+
+#: httpx ``event_hooks``: the workflow context's (``ctx.http_hooks``) check the attempt's lease
+#: before every request, so a fenced attempt sends nothing.
+EventHooks = Mapping[str, list[Callable[..., Any]]]
 
 #: How much of a response body an error message quotes.
 EXCERPT_CHARS = 200

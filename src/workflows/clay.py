@@ -26,6 +26,7 @@ import httpx
 
 from orchestrator import PermanentError, RetryableError, WorkflowError
 from workflows._http import (
+    EventHooks,
     RateLimiter,
     backoff_delay,
     excerpt,
@@ -95,6 +96,7 @@ class ClayWebhook:
         transport: httpx.AsyncBaseTransport | None = None,
         retries_on_429: int = 3,
         max_retry_sleep: float = 30.0,
+        event_hooks: EventHooks | None = None,
     ) -> None:
         if not url:
             raise ValueError("the Clay webhook URL must not be empty")
@@ -109,6 +111,7 @@ class ClayWebhook:
         self._transport = transport
         self._retries_on_429 = retries_on_429
         self._max_retry_sleep = max_retry_sleep
+        self._event_hooks = event_hooks
 
     def __repr__(self) -> str:
         return "ClayWebhook(<url redacted>)"
@@ -130,6 +133,7 @@ class ClayWebhook:
             transport=self._transport,
             headers=self._headers,
             follow_redirects=False,
+            event_hooks=self._event_hooks,
         ) as client:
             for sent, row in enumerate(rows):
                 body = json.dumps(dict(row), default=str, ensure_ascii=False).encode()

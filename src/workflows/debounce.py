@@ -33,6 +33,7 @@ import httpx
 
 from orchestrator import PermanentError, RetryableError, WorkflowError
 from workflows._http import (
+    EventHooks,
     backoff_delay,
     excerpt,
     is_retryable_status,
@@ -98,6 +99,7 @@ class DebounceClient:
         max_retries: int = 3,
         backoff_base: float = 0.5,
         max_retry_sleep: float = 30.0,
+        event_hooks: EventHooks | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty (without one only syntax checks exist)")
@@ -111,7 +113,10 @@ class DebounceClient:
         self._max_retry_sleep = max_retry_sleep
         self._cache: dict[str, bool] = {}
         self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout), transport=transport, follow_redirects=False
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=False,
+            event_hooks=event_hooks,
         )
 
     def __repr__(self) -> str:

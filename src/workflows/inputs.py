@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,3 +36,16 @@ class ClientMonth(BaseModel):
     @property
     def year_month(self) -> tuple[int, int]:
         return parse_month(self.month)
+
+
+class HasClient(Protocol):
+    client: str
+
+
+def client_lock(data: HasClient) -> str:
+    """The lock every PT1-PT5 job of one client shares: one step per client at a time.
+
+    >>> client_lock(ClientMonth(client=" Acme Insurance ", month="2027-01"))
+    'client:Acme Insurance'
+    """
+    return f"client:{data.client.strip()}"

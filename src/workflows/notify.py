@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from workflows._http import excerpt, redact_url_in_logs, url_secrets
+from workflows._http import EventHooks, excerpt, redact_url_in_logs, url_secrets
 
 if TYPE_CHECKING:
     from orchestrator import WorkflowContext
@@ -37,6 +37,7 @@ class SlackNotifier:
         *,
         timeout: float = 5.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        event_hooks: EventHooks | None = None,
     ) -> None:
         self._webhook_url = webhook_url or None
         if self._webhook_url is not None:
@@ -44,6 +45,7 @@ class SlackNotifier:
         self._logger = logger
         self._timeout = timeout
         self._transport = transport
+        self._event_hooks = event_hooks
 
     def __repr__(self) -> str:
         state = "configured" if self._webhook_url else "not configured"
@@ -59,6 +61,7 @@ class SlackNotifier:
                 timeout=httpx.Timeout(self._timeout),
                 transport=self._transport,
                 follow_redirects=False,
+                event_hooks=self._event_hooks,
             ) as client:
                 response = await client.post(self._webhook_url, json={"text": text})
         except Exception as exc:  # a notification must never fail the job
@@ -82,5 +85,9 @@ async def notify(ctx: WorkflowContext, text: str) -> bool:
     from workflows.settings import pipeline_settings
 
     url = pipeline_settings(ctx.settings).slack_webhook_url
-    notifier = SlackNotifier(url.get_secret_value() if url is not None else None, ctx.logger)
+    notifier = SlackNotifier(
+        url.get_secret_value() if url is not None else None,
+        ctx.logger,
+        event_hooks=ctx.http_hooks,
+    )
     return await notifier.post(text)

@@ -33,9 +33,10 @@ from workflows.cole_inbox import ExportFile, check_export_names, resolve_exports
 from workflows.cole_reader import read_export, read_export_header
 from workflows.copy_format import copy_text_blocks
 from workflows.formatting import dedupe_key, normalize_zip
-from workflows.inputs import ClientMonth
+from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_cole_pull
+from workflows.schedules import month_dedupe_key
 from workflows.settings import pipeline_settings
 
 STAGE_COLUMNS = ("row_number", *FIELD_NAMES, "zip5", "dedupe_key")
@@ -207,7 +208,10 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
     }
     if data.chain:
         result["next_job"] = await ctx.enqueue(
-            "pt2", {"client": client.name, "month": data.month, "chain": True}
+            "pt2",
+            {"client": client.name, "month": data.month, "chain": True},
+            # the month's chain keeps one key: a second run-month finds it running
+            dedupe_key=month_dedupe_key(client.name, data.month),
         )
     await notify(
         ctx,
@@ -225,4 +229,5 @@ WORKFLOW: Workflow[ColePullInput] = Workflow(
     run=run,
     check=check_cole_pull,
     description="Cole pull: load a client-month's CSV exports",
+    lock=client_lock,
 )

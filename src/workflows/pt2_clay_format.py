@@ -7,6 +7,10 @@ renewal date, dedupe key). Emails are syntax-checked always and validated with D
 ``cleaned_leads`` and ``monthly_counts`` are recomputed from scratch on every run, never
 incremented, so a retry or a re-run after new Cole files gives the same answer.
 Rows can optionally be pushed to a Clay webhook table (``push_to_clay``, off by default).
+Clay keeps every row it is sent (no dedupe), so the push goes in batches of
+:data:`CLAY_BATCH` rows, each an external call recorded before it is made: a retry never posts
+a batch Clay answered 2xx to again (nor the rows it accepted before refusing one), posts a
+batch left in doubt (no answer recorded) again at most once, and records what it did.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 
 from psycopg.rows import DictRow
 
-from orchestrator import PermanentError, Workflow, WorkflowContext
+from orchestrator import ExternalCall, PermanentError, Workflow, WorkflowContext
 from workflows.cell_safety import (
     MAX_REJECTED_LISTED,
     RejectedRow,
@@ -30,7 +34,7 @@ from workflows.cell_safety import (
     unsafe_email_reason,
     unsafe_row_reason,
 )
-from workflows.clay import ClayWebhook
+from workflows.clay import ClayError, ClayWebhook
 from workflows.clients import get_client
 from workflows.copy_format import copy_text_blocks
 from workflows.debounce import DebounceClient
@@ -50,9 +54,10 @@ from workflows.formatting import (
     segment_for,
     split_household_names,
 )
-from workflows.inputs import ClientMonth
+from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_client_month
+from workflows.schedules import month_dedupe_key
 from workflows.settings import pipeline_settings
 from workflows.windows import window_for_day
 
@@ -82,6 +87,9 @@ CLEANED_COLUMNS = (
 )
 DEBOUNCE_BATCH = 500
 """Emails validated (and their verdicts committed to ``email_checks``) per batch."""
+CLAY_BATCH = 25
+"""Rows per recorded Clay push (at most this many rows posted twice after a crash)."""
+CLAY_CALL = "clay.push_rows"
 
 
 class ClayFormatInput(ClientMonth):
@@ -263,7 +271,7 @@ async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[st
     missing = [e for e in emails if e not in verdicts]
     if missing:
         async with DebounceClient(
-            key.get_secret_value(), base_url=settings.debounce_url
+            key.get_secret_value(), base_url=settings.debounce_url, event_hooks=ctx.http_hooks
         ) as debounce:
             # Committed batch by batch: a failure part way (no credits, an outage) costs at
             # most one batch of checks on the next attempt, not all of them again.
@@ -336,20 +344,27 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         """,  # noqa: S608 - field names are this module's dataclass fields
         {"client_id": client.id, "month": data.first_day, **vars(counts)},
     )
-    pushed = 0
+    clay: dict[str, int] = {}
     if data.push_to_clay:
-        pushed = await _push_to_clay(ctx, kept)
+        webhook = _clay_webhook(ctx, len(kept))
+        await ctx.commit()  # the cleaned leads stand whatever happens to the push
+        clay = await _push_to_clay(ctx, webhook, kept)
     result: dict[str, Any] = {
         "client": client.name,
         "month": data.month,
         "counts": vars(counts),
         "email_check": check,
-        "pushed_to_clay": pushed,
+        "pushed_to_clay": clay.get("pushed", 0) + clay.get("reposted_in_doubt", 0),
         "unsafe_cells": await _unsafe_cells_report(ctx, rejected),
     }
+    if clay:
+        result["clay_push"] = clay
     if data.chain:
         result["next_job"] = await ctx.enqueue(
-            "pt3", {"client": client.name, "month": data.month, "chain": True}
+            "pt3",
+            {"client": client.name, "month": data.month, "chain": True},
+            # the month's chain keeps one key: a second run-month finds it running
+            dedupe_key=month_dedupe_key(client.name, data.month),
         )
     await notify(
         ctx,
@@ -381,19 +396,28 @@ async def _unsafe_cells_report(ctx: WorkflowContext, rejected: list[RejectedRow]
     return rejection_report(rejected, where)
 
 
-async def _push_to_clay(ctx: WorkflowContext, kept: list[Candidate]) -> int:
+def _clay_webhook(ctx: WorkflowContext, rows: int) -> ClayWebhook:
+    """The configured Clay webhook, or a permanent error before anything is committed."""
     settings = pipeline_settings(ctx.settings)
     url = settings.clay_webhook_url
     if url is None:
         raise PermanentError("push_to_clay needs ORCHESTRATOR_CLAY_WEBHOOK_URL")
-    if len(kept) > CLAY_TABLE_MAX_ROWS:
-        raise PermanentError(
-            f"{len(kept)} rows exceed a Clay table's {CLAY_TABLE_MAX_ROWS} row limit"
-        )
+    if rows > CLAY_TABLE_MAX_ROWS:
+        raise PermanentError(f"{rows} rows exceed a Clay table's {CLAY_TABLE_MAX_ROWS} row limit")
     auth = settings.clay_webhook_auth
-    webhook = ClayWebhook(url.get_secret_value(), auth.get_secret_value() if auth else None)
-    rows = [
-        {
+    return ClayWebhook(
+        url.get_secret_value(),
+        auth.get_secret_value() if auth else None,
+        event_hooks=ctx.http_hooks,
+    )
+
+
+async def _push_to_clay(
+    ctx: WorkflowContext, webhook: ClayWebhook, kept: list[Candidate]
+) -> dict[str, int]:
+    """Push the rows Clay does not have yet (see the module docstring); returns counts."""
+    rows: dict[str, dict[str, object]] = {
+        c.raw["dedupe_key"]: {
             "first_name": c.greeting,
             "last_name": c.last_name,
             "email": c.email,
@@ -405,8 +429,59 @@ async def _push_to_clay(ctx: WorkflowContext, kept: list[Candidate]) -> int:
             "segment": c.segment,
         }
         for c in kept
-    ]
-    return await webhook.push_rows(rows)
+    }
+    numbers = {"pushed": 0, "already_pushed": 0, "reposted_in_doubt": 0, "given_up_in_doubt": 0}
+    settled: set[str] = set()
+    for call in await ctx.external_calls(CLAY_CALL):
+        keys = [str(k) for k in call.request.get("rows", [])]
+        if call.state == "done":
+            settled.update(keys)
+        elif call.state == "failed":
+            settled.update(keys[: int((call.outcome or {}).get("rows_sent", 0))])
+    for call in await ctx.calls_in_doubt(CLAY_CALL):
+        keys = [str(k) for k in call.request.get("rows", []) if k not in settled]
+        if call.request.get("resolves") is not None:
+            # Already the one re-post of a batch in doubt: never a third time.
+            await ctx.resolve(call, {"given_up": True, "rows": len(keys)}, failed=True)
+            settled.update(keys)
+            numbers["given_up_in_doubt"] += len(keys)
+            continue
+        await ctx.resolve(call, {"reposted": len(keys)})
+        sent = await _post_batch(ctx, webhook, rows, [k for k in keys if k in rows], call)
+        settled.update(keys)
+        numbers["reposted_in_doubt"] += sent
+    todo = [key for key in rows if key not in settled]
+    numbers["already_pushed"] = len(rows) - len(todo)
+    for start in range(0, len(todo), CLAY_BATCH):
+        numbers["pushed"] += await _post_batch(
+            ctx, webhook, rows, todo[start : start + CLAY_BATCH], None
+        )
+    return numbers
+
+
+async def _post_batch(
+    ctx: WorkflowContext,
+    webhook: ClayWebhook,
+    rows: dict[str, dict[str, object]],
+    keys: list[str],
+    resolves: ExternalCall | None,
+) -> int:
+    """Post one batch of rows as a recorded external call; returns the rows Clay accepted."""
+    if not keys:
+        return 0
+    await ctx.check()  # a stopping worker ends the push between two batches
+    request: dict[str, Any] = {"rows": keys}
+    if resolves is not None:
+        request["resolves"] = resolves.id
+    async with ctx.external_call(CLAY_CALL, f"{keys[0]} +{len(keys) - 1}", request) as call:
+        try:
+            sent = await webhook.push_rows([rows[key] for key in keys])
+        except ClayError as exc:
+            if exc.status_code is not None:  # answered: the rows before it were accepted
+                call.failed({"rows_sent": exc.rows_sent, "status": exc.status_code})
+            raise
+        call.outcome = {"rows_sent": sent}
+    return sent
 
 
 WORKFLOW: Workflow[ClayFormatInput] = Workflow(
@@ -416,4 +491,5 @@ WORKFLOW: Workflow[ClayFormatInput] = Workflow(
     run=run,
     check=check_client_month,
     description="Clay formatting: clean, segment and verify a client-month's leads",
+    lock=client_lock,
 )

@@ -16,9 +16,10 @@ from psycopg.types.json import Jsonb
 from orchestrator import PermanentError, Workflow, WorkflowContext
 from workflows.clients import get_client
 from workflows.gaps import build_gap_report, sample_evenly_by_zip
-from workflows.inputs import ClientMonth
+from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_client_month
+from workflows.schedules import month_dedupe_key
 
 
 async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
@@ -107,7 +108,10 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     )
     if data.chain:
         body["next_job"] = await ctx.enqueue(
-            "pt4", {"client": client.name, "month": data.month, "chain": True}
+            "pt4",
+            {"client": client.name, "month": data.month, "chain": True},
+            # the month's chain keeps one key: a second run-month finds it running
+            dedupe_key=month_dedupe_key(client.name, data.month),
         )
     alert = any(s["kind"] == "alert_head_of_fulfilment" for s in report.suggestions)
     await notify(
@@ -134,4 +138,5 @@ WORKFLOW: Workflow[ClientMonth] = Workflow(
     run=run,
     check=check_client_month,
     description="Gap analysis: cleaned leads vs the package target, with suggestions",
+    lock=client_lock,
 )

@@ -4,17 +4,24 @@ For ``{client, month}``: the windows (purchase days 1-7, 8-14, 15-21, 22-end) ar
 their leads (PT3's selection), the custom variables are created in the workspace first, then
 each window's leads not yet uploaded for that window are sent with
 ``create-or-update/multiple`` at most 500 at a time. Every chunk's lead ids are recorded in
-``uploaded_leads`` and committed before the next chunk, so a retry resumes where it stopped and
-never uploads a lead twice. A 422 on a chunk isolates the offending leads (recorded as
-``rejected`` with EmailBison's reason) and sends the rest again. 429 honours Retry-After (in
-the client, then as a job retry); 401/403/404 are permanent.
+``uploaded_leads`` and committed before the next chunk, so a retry resumes where it stopped.
+A 422 on a chunk isolates the offending leads (recorded as ``rejected`` with EmailBison's
+reason) and sends the rest again. 429 honours Retry-After (in the client, then as a job
+retry); 401/403/404 are permanent.
+
+Each chunk is an external call (``emailbison.upsert_leads``): its intent (window, emails) is
+committed before the request and its outcome (the stored lead ids) right after the answer. A
+retry first settles the calls of earlier attempts: a chunk whose answer was recorded but whose
+``uploaded_leads`` rows were not committed is recorded from that answer, without a request; a
+chunk in doubt (no answer recorded: a crash, a timeout) is sent again once, as the upsert it
+is, and the old call resolved. So an interruption costs at most one chunk sent twice.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator import PermanentError, Workflow, WorkflowContext
+from orchestrator import ExternalCall, PermanentError, Workflow, WorkflowContext
 from workflows.clients import Client, get_client
 from workflows.emailbison import (
     MAX_LEADS_PER_REQUEST,
@@ -23,12 +30,16 @@ from workflows.emailbison import (
     LeadIn,
     LeadOut,
     LeadValidationError,
+    nothing_done,
 )
 from workflows.emailbison.workspace import emailbison_api, emailbison_key
-from workflows.inputs import ClientMonth
+from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_client_month
 from workflows.windows import upload_date_for_window, window_list_name, windows_for_month
+
+#: The external-call kind of one chunk upload.
+UPSERT_CALL = "emailbison.upsert_leads"
 
 CUSTOM_VARIABLES = (
     "date_of_birth",
@@ -146,13 +157,16 @@ async def _record(
     ctx: WorkflowContext,
     client: Client,
     window_id: int,
-    uploaded: list[LeadOut],
+    uploaded: dict[str, int],
     rejected: dict[str, str],
 ) -> None:
+    """Record a chunk's answer: lead ids by (lower-cased) email, and the refused leads."""
     rows: list[tuple[str, int | None, str, str | None]] = [
-        (lead.email.lower(), lead.id, "uploaded", None) for lead in uploaded
+        (email, lead_id, "uploaded", None) for email, lead_id in uploaded.items()
     ]
     rows += [(email, None, "rejected", reason) for email, reason in rejected.items()]
+    if not rows:
+        return
     async with ctx.connection.cursor() as cursor:
         await cursor.executemany(
             """
@@ -192,6 +206,78 @@ async def upload_chunk(
     return [], rejected
 
 
+async def _send_chunk(
+    ctx: WorkflowContext,
+    api: EmailBisonClient,
+    window: Any,
+    rows: list[Any],
+    resolves: ExternalCall | None = None,
+) -> tuple[dict[str, int], dict[str, str]]:
+    """One chunk as a recorded external call: intent, request, outcome (the lead ids)."""
+    emails = [row["email"].lower() for row in rows]
+    request: dict[str, Any] = {"window_id": window["id"], "emails": emails}
+    if resolves is not None:
+        request["resolves"] = resolves.id
+    key = f"window {window['id']}: {emails[0]} +{len(emails) - 1}"
+    async with ctx.external_call(UPSERT_CALL, key, request, refused=nothing_done) as call:
+        stored, rejected = await upload_chunk(
+            api, [lead_for(row, window["list_name"]) for row in rows]
+        )
+        uploaded = {lead.email.lower(): lead.id for lead in stored}
+        call.outcome = {"uploaded": uploaded, "rejected": rejected}
+    return uploaded, rejected
+
+
+async def _settle_earlier_calls(
+    ctx: WorkflowContext,
+    client: Client,
+    api: EmailBisonClient,
+    window: Any,
+    pending: list[Any],
+    calls: list[ExternalCall],
+) -> tuple[list[Any], dict[str, int]]:
+    """Settle the window's chunks sent by earlier attempts; return what is left to send.
+
+    A chunk answered but not recorded is recorded from its answer (no request). A chunk in
+    doubt is sent again once, as an upsert, and its call resolved with what happened.
+    """
+    by_email = {row["email"].lower(): row for row in pending}
+    numbers = {"recorded_from_answers": 0, "resent_in_doubt": 0, "rejected_in_doubt": 0}
+    for call in calls:
+        if call.request.get("window_id") != window["id"] or call.run_id == ctx.run_id:
+            continue
+        if call.state == "done" and call.outcome and "resolved_by_run" not in call.outcome:
+            uploaded = {
+                e: int(i) for e, i in call.outcome.get("uploaded", {}).items() if e in by_email
+            }
+            rejected = {
+                e: str(r) for e, r in call.outcome.get("rejected", {}).items() if e in by_email
+            }
+            if uploaded or rejected:
+                await _record(ctx, client, window["id"], uploaded, rejected)
+                await ctx.commit()
+                numbers["recorded_from_answers"] += len(uploaded) + len(rejected)
+                for email in (*uploaded, *rejected):
+                    by_email.pop(email, None)
+        elif call.is_intent:
+            rows = [by_email[e] for e in call.request.get("emails", []) if e in by_email]
+            found: dict[str, Any] = {"in_doubt_leads": len(call.request.get("emails", []))}
+            if rows:
+                uploaded, rejected = await _send_chunk(ctx, api, window, rows, resolves=call)
+                await _record(ctx, client, window["id"], uploaded, rejected)
+                await ctx.commit()
+                numbers["resent_in_doubt"] += len(uploaded)
+                numbers["rejected_in_doubt"] += len(rejected)
+                for row in rows:
+                    by_email.pop(row["email"].lower(), None)
+                found |= {"resent_as_upsert": len(rows), "stored": len(uploaded)}
+            else:
+                found |= {"resent_as_upsert": 0, "already_recorded": True}
+            await ctx.resolve(call, found)
+    left = [row for row in pending if row["email"].lower() in by_email]
+    return left, numbers
+
+
 async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     client = await get_client(ctx.connection, data.client)
     emailbison_key(client, ctx.settings)  # a missing key fails at once, before any work
@@ -204,16 +290,23 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     total_leads = sum(int(w["lead_count"]) for w in windows)
     processed = 0
     await ctx.progress(0, total_leads, note="leads")
-    async with emailbison_api(client, ctx.settings) as api:
+    earlier = [c for c in await ctx.external_calls(UPSERT_CALL) if c.run_id != ctx.run_id]
+    async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
         for window in windows:
+            await ctx.check()
             pending = await _pending(ctx, client, window["id"])
             processed += int(window["lead_count"]) - len(pending)  # done by an earlier attempt
-            sent = rejected_total = 0
+            before = len(pending)
+            pending, settled = await _settle_earlier_calls(
+                ctx, client, api, window, pending, earlier
+            )
+            processed += before - len(pending)  # calls in doubt, settled just now
+            # Chunks in doubt sent again count as sent by this run.
+            sent, rejected_total = settled["resent_in_doubt"], settled["rejected_in_doubt"]
             for start in range(0, len(pending), MAX_LEADS_PER_REQUEST):
                 chunk = pending[start : start + MAX_LEADS_PER_REQUEST]
-                leads = [lead_for(row, window["list_name"]) for row in chunk]
-                uploaded, rejected = await upload_chunk(api, leads)
+                uploaded, rejected = await _send_chunk(ctx, api, window, chunk)
                 await _record(ctx, client, window["id"], uploaded, rejected)
                 await ctx.commit()
                 processed += len(chunk)
@@ -242,6 +335,7 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
                     "leads": window["lead_count"],
                     "sent_this_run": sent,
                     "rejected_this_run": rejected_total,
+                    **{k: v for k, v in settled.items() if v and k != "rejected_in_doubt"},
                     "uploaded": totals["uploaded"],
                     "rejected": totals["rejected"],
                 }
@@ -263,4 +357,5 @@ WORKFLOW: Workflow[ClientMonth] = Workflow(
     run=run,
     check=check_client_month,
     description="EmailBison upload: a month's four renewal windows in chunks of 500",
+    lock=client_lock,
 )

@@ -4,8 +4,16 @@ For ``{client, upload_date}`` (a Monday), the window starting 28 days later is f
 uploaded leads are attached to the client's evergreen campaign (and the Texas HNW twin, with
 the HNW leads, when there is one), then the campaign is renamed
 ``Evergreen, Last Upload: {Month} {Start-End}`` (with an en dash). The name is the record of
-the last window added: when it already shows this window there is nothing to do. Attaching is
-idempotent, so a retry after a failure between attach and rename simply repeats both.
+the last window added: when it already shows this window there is nothing to do, and when it
+shows a *later* window (this PT5 came late) the campaign is left alone and the skip recorded
+(``skipped_older``): the name never moves backwards.
+
+The attach and the rename are external calls recorded as intents before they are made. A
+retry resolves an earlier attempt's calls in doubt from the campaign as it reads it now: a
+name showing the window means both happened; otherwise the rename did not, and the attach is
+taken as done when the campaign's lead count grew by the leads it attached (else attached
+again, which EmailBison treats as a no-op for leads already there). Every PT1-PT5 job of a
+client holds the client's lock, so two PT5 jobs never update the same campaign at once.
 """
 
 from __future__ import annotations
@@ -15,20 +23,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator import CheckContext, PermanentError, Workflow, WorkflowContext
+from orchestrator import CheckContext, ExternalCall, PermanentError, Workflow, WorkflowContext
 from workflows.clients import Client, get_client
-from workflows.emailbison import Campaign, EmailBisonClient
+from workflows.emailbison import Campaign, EmailBisonClient, nothing_done
 from workflows.emailbison.workspace import emailbison_api, emailbison_key
+from workflows.inputs import client_lock
 from workflows.notify import notify
 from workflows.preflight import check_upload_week
 from workflows.windows import (
     RenewalWindow,
     evergreen_name,
+    evergreen_shows_later_window,
     evergreen_shows_window,
     window_for_upload_date,
 )
 
 SEGMENT_PREFIX = {"standard": "Evergreen", "texas_hnw": "Evergreen HNW"}
+ATTACH_CALL = "emailbison.attach_leads"
+RENAME_CALL = "emailbison.rename_campaign"
 
 
 class EvergreenInput(BaseModel):
@@ -105,7 +117,12 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
             f"after PT4): run PT4 for {window.year:04d}-{window.month:02d} again first"
         )
     results: list[dict[str, Any]] = []
-    async with emailbison_api(client, ctx.settings) as api:
+    earlier = [
+        c
+        for c in await ctx.external_calls()
+        if c.run_id != ctx.run_id and c.kind in (ATTACH_CALL, RENAME_CALL)
+    ]
+    async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api:
         campaigns = await _campaigns(client, api)
         for segment, campaign in sorted(campaigns.items()):
             # Without an HNW twin, the HNW leads go to the evergreen campaign with the rest
@@ -114,9 +131,24 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
             if segment == "standard" and "texas_hnw" not in campaigns:
                 segments.append("texas_hnw")
             new_name = evergreen_name(window, prefix=_prefix_of(campaign.name, segment))
+            in_doubt = [
+                c for c in earlier if c.is_intent and c.request.get("campaign_id") == campaign.id
+            ]
             attached = 0
-            status = "already_current"
-            if not evergreen_shows_window(campaign.name, window):
+            if evergreen_shows_window(campaign.name, window):
+                status = "already_current"
+                await _resolve_all(ctx, in_doubt, campaign, "the campaign shows the window")
+            elif evergreen_shows_later_window(campaign.name, window):
+                status = "skipped_older"
+                new_name = campaign.name
+                ctx.logger.warning(
+                    "PT5 %s: campaign %s already shows a later window (%r); not renamed back",
+                    window.key,
+                    campaign.id,
+                    campaign.name,
+                )
+                await _resolve_all(ctx, in_doubt, campaign, "the campaign shows a later window")
+            else:
                 cursor = await conn.execute(
                     """
                     SELECT u.emailbison_lead_id FROM window_leads wl
@@ -133,8 +165,38 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
                     },
                 )
                 lead_ids = [row["emailbison_lead_id"] for row in await cursor.fetchall()]
-                await api.attach_leads(campaign.id, lead_ids)
-                await api.rename_campaign(campaign.id, new_name)
+                attach = await _settle_earlier_calls(ctx, in_doubt, campaign, len(lead_ids))
+                attach = attach and not any(  # an earlier attempt attached them (answered)
+                    c.kind == ATTACH_CALL
+                    and c.state == "done"
+                    and (c.outcome or {}).get("found", "attached") == "attached"
+                    and c.request.get("campaign_id") == campaign.id
+                    and c.request.get("window") == window.key
+                    and c.request.get("lead_ids") == len(lead_ids)
+                    for c in earlier
+                )
+                if attach and lead_ids:
+                    async with ctx.external_call(
+                        ATTACH_CALL,
+                        f"campaign {campaign.id}: {window.key}",
+                        {
+                            "campaign_id": campaign.id,
+                            "window": window.key,
+                            "lead_ids": len(lead_ids),
+                            "total_leads_before": campaign.total_leads,
+                        },
+                        refused=nothing_done,
+                    ) as call:
+                        await api.attach_leads(campaign.id, lead_ids)
+                        call.outcome = {"attached": len(lead_ids)}
+                async with ctx.external_call(
+                    RENAME_CALL,
+                    f"campaign {campaign.id}: {new_name}",
+                    {"campaign_id": campaign.id, "from": campaign.name, "to": new_name},
+                    refused=nothing_done,
+                ) as call:
+                    await api.rename_campaign(campaign.id, new_name)
+                    call.outcome = {"name": new_name}
                 attached = len(lead_ids)
                 status = "updated"
             await conn.execute(
@@ -146,7 +208,8 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
                     attached = GREATEST(evergreen_updates.attached, EXCLUDED.attached),
                     new_name = EXCLUDED.new_name,
                     status = CASE WHEN EXCLUDED.status = 'updated' THEN 'updated'
-                                  ELSE evergreen_updates.status END,
+                                  WHEN evergreen_updates.status = 'updated' THEN 'updated'
+                                  ELSE EXCLUDED.status END,
                     updated_at = now()
                 """,
                 [
@@ -176,12 +239,7 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
     await notify(
         ctx,
         f"PT5 evergreen update for {client.name}, upload {data.upload_date}: "
-        + "; ".join(
-            f"{r['new_name']} ({r['attached']} leads attached)"
-            if r["status"] == "updated"
-            else f"{r['new_name']} already current"
-            for r in results
-        ),
+        + "; ".join(_summary(r) for r in results),
     )
     return {
         "client": client.name,
@@ -191,6 +249,50 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
     }
 
 
+def _summary(result: dict[str, Any]) -> str:
+    if result["status"] == "updated":
+        return f"{result['new_name']} ({result['attached']} leads attached)"
+    if result["status"] == "skipped_older":
+        return f"{result['new_name']} kept (it shows a later window; this one came late)"
+    return f"{result['new_name']} already current"
+
+
+async def _resolve_all(
+    ctx: WorkflowContext, calls: list[ExternalCall], campaign: Campaign, found: str
+) -> None:
+    for call in calls:
+        await ctx.resolve(call, {"found": found, "name": campaign.name})
+
+
+async def _settle_earlier_calls(
+    ctx: WorkflowContext, calls: list[ExternalCall], campaign: Campaign, lead_count: int
+) -> bool:
+    """Resolve earlier attach/rename calls in doubt on a campaign whose name does not show the
+    window yet (so no rename happened); returns whether the leads must be attached (again)."""
+    attach = True
+    for call in calls:
+        if call.kind == RENAME_CALL:
+            await ctx.resolve(call, {"found": "not renamed", "name": campaign.name})
+            continue
+        before = call.request.get("total_leads_before")
+        count = call.request.get("lead_ids")
+        now = campaign.total_leads
+        done = (
+            isinstance(before, int)
+            and isinstance(count, int)
+            and now is not None
+            and count == lead_count
+            and now >= before + count
+        )
+        if done:
+            attach = False
+        await ctx.resolve(
+            call,
+            {"found": "attached" if done else "not (fully) attached", "total_leads": now},
+        )
+    return attach
+
+
 WORKFLOW: Workflow[EvergreenInput] = Workflow(
     name="pt5",
     aliases=("pt5_evergreen_update", "pt5_evergreen", "evergreen_update"),
@@ -198,4 +300,5 @@ WORKFLOW: Workflow[EvergreenInput] = Workflow(
     run=run,
     check=check,
     description="Evergreen update: attach the week's window and rename the campaign",
+    lock=client_lock,
 )

@@ -35,11 +35,13 @@ def month_chain_payload(client: str, month: str) -> dict[str, object]:
 
 
 def month_dedupe_key(client: str, month: str) -> str:
-    return f"pt1:{client}:{month}"
+    """The key every job of a client-month's PT1 → PT4 chain holds, in turn: while one of them
+    waits or runs, a second ``run-month`` (or the calendar firing twice) finds it."""
+    return f"pt1:{client.strip()}:{month}"
 
 
 def week_dedupe_key(client: str, upload_date: datetime.date) -> str:
-    return f"pt5:{client}:{upload_date.isoformat()}"
+    return f"pt5:{client.strip()}:{upload_date.isoformat()}"
 
 
 def local_run_time(fired_at: datetime.datetime) -> datetime.datetime | None:

@@ -185,6 +185,38 @@ def evergreen_shows_window(name: str, window: RenewalWindow) -> bool:
     return parse_evergreen_name(name) == (window.month, window.start_day, window.end_day)
 
 
+def evergreen_shows_later_window(name: str, window: RenewalWindow) -> bool:
+    """True when the campaign name records a window that starts *after* ``window``: PT5 for
+    ``window`` came late, and renaming would move the campaign's record backwards.
+
+    Names carry no year: the window named is taken in the year that puts it nearest to
+    ``window`` (PT5 runs weekly: the two are weeks apart, never half a year).
+
+    >>> week1 = window_for_day(2026, 12, 3)
+    >>> evergreen_shows_later_window("Evergreen, Last Upload: December 8-14", week1)
+    True
+    >>> evergreen_shows_later_window("Evergreen, Last Upload: November 22-30", week1)
+    False
+    >>> evergreen_shows_later_window("Evergreen, Last Upload: December 22-31",
+    ...                              window_for_day(2027, 1, 3))
+    False
+    """
+    parsed = parse_evergreen_name(name)
+    if parsed is None:
+        return False
+    month, start_day, _ = parsed
+    candidates = []
+    for year in (window.year - 1, window.year, window.year + 1):
+        try:
+            candidates.append(date(year, month, start_day))
+        except ValueError:  # e.g. February 30 in the name
+            continue
+    if not candidates:
+        return False
+    shown = min(candidates, key=lambda day: abs((day - window.start).days))
+    return shown > window.start
+
+
 def add_months(year: int, month: int, months: int) -> tuple[int, int]:
     """``(2025, 11) + 2`` -> ``(2026, 1)``."""
     zero_based = year * 12 + (month - 1) + months

@@ -236,3 +236,30 @@ def test_workflows_recover_and_db_url(database_url: str) -> None:
 
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.strip() == "postgresql://app:***@db.example:5432/jobs"
+
+
+def test_job_lists_its_external_calls_in_doubt(database_url: str) -> None:
+    job_id = _job_id(cli(database_url, "enqueue", "noop", "--delay", "1h"))
+    [run] = rows(
+        database_url,
+        "INSERT INTO agent_runs (job_id, workflow, attempt, status, finished_at, error)"
+        " VALUES (%s, 'noop', 1, 'abandoned', now(), '{\"type\": \"WorkerLost\"}') RETURNING id",
+        [job_id],
+    )
+    for key, state in (("chunk 1", "done"), ("chunk 2", "intent")):
+        rows(
+            database_url,
+            "INSERT INTO external_calls (job_id, run_id, workflow, kind, key, state, finished_at)"
+            " VALUES (%s, %s, 'noop', 'emailbison.upsert_leads', %s, %s,"
+            "         CASE WHEN %s = 'intent' THEN NULL ELSE now() END) RETURNING id",
+            [job_id, run["id"], key, state, state],
+        )
+    text, as_json = cli_many(database_url, ["job", str(job_id)], ["job", str(job_id), "--json"])
+    assert text.returncode == 0, text.stderr
+    assert "external calls: 1 done, 0 failed, 1 in doubt" in text.stdout
+    assert "in doubt: call 2 emailbison.upsert_leads 'chunk 2' (attempt 1," in text.stdout
+    calls = json.loads(as_json.stdout)["external_calls"]
+    assert [(c["key"], c["state"], c["in_doubt"]) for c in calls] == [
+        ("chunk 1", "done", False),
+        ("chunk 2", "intent", True),
+    ]

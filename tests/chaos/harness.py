@@ -415,7 +415,15 @@ class ChaosRun:
         states: dict[str, int] = {}
         for _ in range(100_000):
             states = await self.job_states(job_ids)
-            assert not states.get("failed"), f"jobs failed: {states}"
+            if states.get("failed"):
+                runs = await self.db.rows(
+                    "SELECT job_id, attempt, status::text AS status, error ->> 'type' AS type,"
+                    " left(error ->> 'message', 300) AS message FROM agent_runs"
+                    " WHERE job_id = ANY(%s) ORDER BY id DESC LIMIT 8",
+                    [list(job_ids)],
+                )
+                logs = "\n\n".join(f"{w.name}:\n{w.log_tail(1500)}" for w in self.workers.all)
+                raise AssertionError(f"jobs failed: {states}; last runs: {runs}\n{logs}")
             if states.get("succeeded", 0) == len(job_ids):
                 doing = await self.db.value(
                     "SELECT count(*) FROM procrastinate_jobs WHERE status = 'doing'"
@@ -429,9 +437,25 @@ class ChaosRun:
             "SELECT id, task_name, status::text AS status, worker_id FROM procrastinate_jobs"
             " WHERE status IN ('doing', 'todo') ORDER BY id LIMIT 10"
         )
+        stuck_ids = [row["id"] for row in stuck]
+        runs = await self.db.rows(
+            "SELECT job_id, id, attempt, status::text AS status, worker, worker_id, started_at,"
+            " finished_at, error ->> 'type' AS type FROM agent_runs WHERE job_id = ANY(%s)"
+            " ORDER BY id",
+            [stuck_ids],
+        )
+        events = await self.db.rows(
+            "SELECT job_id, type::text AS type, at FROM procrastinate_events"
+            " WHERE job_id = ANY(%s) ORDER BY id",
+            [stuck_ids],
+        )
+        workers = await self.db.rows(
+            "SELECT id, now() - last_heartbeat AS silent FROM procrastinate_workers ORDER BY id"
+        )
         logs = "\n\n".join(f"{w.name}:\n{w.log_tail(1500)}" for w in self.workers.all)
         raise AssertionError(
-            f"jobs not done within {timeout} s: {states}; unfinished: {stuck}\n{logs}"
+            f"jobs not done within {timeout} s: {states}; unfinished: {stuck}\n"
+            f"their runs: {runs}\nevents: {events}\nworkers: {workers}\n{logs}"
         )
 
     # -- invariants ------------------------------------------------------------------------
@@ -448,9 +472,16 @@ class ChaosRun:
         ids = list(job_ids)
         states = await self.job_states(ids)
         assert states == {"succeeded": len(ids)}, f"job states: {states}"
-        doing = await self.db.rows(
-            "SELECT id, task_name FROM procrastinate_jobs WHERE status = 'doing'"
-        )
+        # The workers' own periodic sweep (orchestrator.recover, every second) may be running
+        # at this very instant: 'left in doing' means still doing a few seconds later.
+        deadline = time.monotonic() + 5.0
+        for _ in range(1_000):
+            doing = await self.db.rows(
+                "SELECT id, task_name FROM procrastinate_jobs WHERE status = 'doing'"
+            )
+            if not doing or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         assert not doing, f"jobs left in 'doing': {doing}"
 
         effects = await self.db.one(

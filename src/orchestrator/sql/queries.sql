@@ -2,8 +2,11 @@
 
 -- start_attempt --
 -- Record a new attempt as 'running' unless the job already succeeded (a re-run after a crash
--- that happened between our commit and procrastinate's status update). Attempts left
--- 'running' by a dead worker become 'abandoned'.
+-- that happened between our commit and procrastinate's status update). The row is the
+-- attempt's lease; ``worker_id`` names the worker whose heartbeat keeps it. Attempts still
+-- 'running' can only be attempts that ended without recording their outcome (the database was
+-- out of reach: crash recovery marks those of dead workers before re-queueing), so they become
+-- 'abandoned' as OutcomeNotRecorded, which the abandon limit does not count.
 -- Run on its own (autocommit) and committed without waiting for the WAL flush
 -- (synchronous_commit off for this transaction only): a server crash can lose at most this
 -- bookkeeping row, never an effect, and the job transaction's synchronous commit flushes it
@@ -13,55 +16,169 @@ WITH abandoned AS (
        SET status = 'abandoned',
            finished_at = clock_timestamp(),
            error = jsonb_build_object(
-               'type', 'WorkerLost',
-               'message', 'the attempt stopped without recording an outcome (worker lost)',
+               'type', 'OutcomeNotRecorded',
+               'message', 'the attempt ended without recording its outcome (database unreachable)',
                'traceback', NULL)
      WHERE job_id = %(job_id)s AND status = 'running'
     RETURNING id
 ), done AS (
     SELECT id FROM agent_runs WHERE job_id = %(job_id)s AND status = 'succeeded'
 ), inserted AS (
-    INSERT INTO agent_runs (job_id, workflow, attempt, input, worker, queue)
-    SELECT %(job_id)s, %(workflow)s, %(attempt)s, %(input)s, %(worker)s, %(queue)s
+    INSERT INTO agent_runs (job_id, workflow, attempt, input, worker, queue, worker_id)
+    SELECT %(job_id)s, %(workflow)s, %(attempt)s, %(input)s, %(worker)s, %(queue)s,
+           %(worker_id)s
      WHERE NOT EXISTS (SELECT 1 FROM done)
     RETURNING id
 )
 SELECT (SELECT id FROM inserted) AS run_id,
        (SELECT id FROM done) AS succeeded_run_id,
-       -- failures in the current retry budget: a 'failed' row closes a budget (a manual
-       -- retry afterwards starts a fresh one)
+       -- failures in the current retry cycle: a 'failed' or 'cancelled' row closes a cycle (a
+       -- manual retry afterwards starts a fresh one)
        (SELECT count(*) FROM agent_runs r
          WHERE r.job_id = %(job_id)s AND r.status = 'retrying'
            -- an attempt cut short by a worker shutdown is not the job's failure
-           AND COALESCE(r.error ->> 'type', '') <> 'ShutdownAbort'
+           AND COALESCE(r.error ->> 'type', '') NOT IN
+               ('ShutdownAbort', 'WorkerStopping', 'LeaseExpired', 'ConnectionLost')
            AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
-                                 WHERE f.job_id = %(job_id)s AND f.status = 'failed'), 0))
+                                 WHERE f.job_id = %(job_id)s
+                                   AND f.status IN ('failed', 'cancelled')), 0))
            AS failures,
+       -- attempts cut off from the database in the current cycle (bounded separately)
+       (SELECT count(*) FROM agent_runs r
+         WHERE r.job_id = %(job_id)s
+           AND r.error ->> 'type' IN ('ConnectionLost', 'OutcomeNotRecorded')
+           AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
+                                 WHERE f.job_id = %(job_id)s
+                                   AND f.status IN ('failed', 'cancelled')), 0))
+           AS connection_losses,
        (SELECT count(*) FROM abandoned) AS abandoned,
        set_config('synchronous_commit', 'off', true) AS commit_mode;
 
 -- finish_success --
 -- Runs inside the workflow's own transaction: the record and the effects commit together.
--- An attempt marked 'abandoned' by crash recovery may still finish: its success counts once.
+-- Only while the attempt holds its lease (row 'running'): a fenced attempt's success is
+-- refused and its transaction rolled back.
 UPDATE agent_runs
    SET status = 'succeeded', output = %(output)s, finished_at = clock_timestamp(), error = NULL
- WHERE id = %(run_id)s AND status IN ('running', 'abandoned')
+ WHERE id = %(run_id)s AND status = 'running'
 RETURNING id;
 
 -- finish_failure --
+-- Only while the attempt holds its lease; no row back means the attempt was fenced.
 UPDATE agent_runs
    SET status = %(status)s, error = %(error)s, finished_at = clock_timestamp()
- WHERE id = %(run_id)s AND status IN ('running', 'abandoned');
+ WHERE id = %(run_id)s AND status = 'running'
+RETURNING id;
+
+-- record_fenced --
+-- A fenced attempt that learned it was fenced says so on its (already abandoned) row.
+UPDATE agent_runs
+   SET error = jsonb_build_object(
+           'type', 'Fenced',
+           'message', %(message)s::text,
+           'fenced_as', error ->> 'type',
+           'traceback', NULL)
+ WHERE id = %(run_id)s AND status = 'abandoned'
+   AND COALESCE(error ->> 'type', '') <> 'Fenced';
+
+-- lease --
+-- Is the attempt's row still 'running', and for how long does its worker's last heartbeat
+-- keep the lease (NULL: no worker bounds it; 0: the worker row is gone)?
+SELECT r.status::text AS status,
+       CASE WHEN r.worker_id IS NULL THEN NULL
+            WHEN w.id IS NULL THEN 0
+            ELSE EXTRACT(EPOCH FROM (w.last_heartbeat
+                                     + make_interval(secs => %(stalled_after)s) - now()))
+       END AS remaining_s
+  FROM agent_runs r
+  LEFT JOIN procrastinate_workers w ON w.id = r.worker_id
+ WHERE r.id = %(run_id)s;
+
+-- hold_lease --
+-- In the job's transaction, just before it commits: lock the attempt's row (crash recovery's
+-- fence waits for this commit, or this finds the row fenced) and count the committed step.
+UPDATE agent_runs SET steps = steps + 1
+ WHERE id = %(run_id)s AND status = 'running'
+RETURNING id;
+
+-- heartbeat --
+-- The worker's heartbeat, sent by orchestrator worker itself as well (procrastinate stops its
+-- own when a shutdown begins, while jobs may still be draining).
+UPDATE procrastinate_workers SET last_heartbeat = now() WHERE id = %(worker_id)s;
+
+-- guarded_finish_job --
+-- procrastinate's finish, applied only to the job this worker fetched: still 'doing' with the
+-- attempts count it had when fetched. A job crash recovery re-queued meanwhile (and perhaps
+-- gave to another worker) is left alone.
+WITH owned AS (
+    SELECT id FROM procrastinate_jobs
+     WHERE id = %(job_id)s AND status = 'doing' AND attempts = %(attempts)s
+       FOR UPDATE
+)
+SELECT count(*) AS applied
+  FROM (SELECT procrastinate_finish_job_v1(id, %(status)s::procrastinate_job_status,
+                                           %(delete_job)s)
+          FROM owned) AS f;
+
+-- guarded_retry_job --
+WITH owned AS (
+    SELECT id FROM procrastinate_jobs
+     WHERE id = %(job_id)s AND status = 'doing' AND attempts = %(attempts)s
+       FOR UPDATE
+)
+SELECT count(*) AS applied
+  FROM (SELECT procrastinate_retry_job_v2(id, %(retry_at)s, %(new_priority)s,
+                                          %(new_queue_name)s, %(new_lock)s)
+          FROM owned) AS f;
+
+-- lock_stalled_job --
+-- Recovery, in one transaction per job: the job, locked, if it is still 'doing' under a worker
+-- that is gone or silent (the worker may have come back since the sweep listed it).
+SELECT j.id, j.attempts, j.worker_id
+  FROM procrastinate_jobs j
+  LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+ WHERE j.id = %(job_id)s AND j.status = 'doing'
+   AND (w.id IS NULL
+        OR w.last_heartbeat < now() - make_interval(secs => %(stalled_after)s))
+   FOR UPDATE OF j;
+
+-- lock_cut_off_job --
+-- The job of an attempt this process ran and could not record (the database went away),
+-- locked, if nobody moved it on since.
+SELECT id, attempts FROM procrastinate_jobs
+ WHERE id = %(job_id)s AND status = 'doing' AND attempts = %(attempts)s
+   FOR UPDATE;
 
 -- abandon_runs_of_job --
+-- Fence the job's running attempts. An attempt that began before the database server last
+-- started lost its connection to that restart: ConnectionLost, which the abandon limit does
+-- not count; the others were lost with their worker.
+UPDATE agent_runs
+   SET status = 'abandoned',
+       finished_at = clock_timestamp(),
+       error = CASE WHEN started_at < pg_postmaster_start_time() THEN
+                   jsonb_build_object(
+                       'type', 'ConnectionLost',
+                       'message', 'the attempt lost its database connection to a server restart',
+                       'traceback', NULL)
+               ELSE
+                   jsonb_build_object(
+                       'type', 'WorkerLost',
+                       'message', %(message)s::text,  -- jsonb_build_object cannot infer it
+                       'traceback', NULL)
+               END
+ WHERE job_id = %(job_id)s AND status = 'running'
+RETURNING id, error ->> 'type' AS kind;
+
+-- abandon_cut_off_run --
 UPDATE agent_runs
    SET status = 'abandoned',
        finished_at = clock_timestamp(),
        error = jsonb_build_object(
-           'type', 'WorkerLost',
-           'message', %(message)s::text,  -- jsonb_build_object cannot infer the type
+           'type', 'ConnectionLost',
+           'message', 'the attempt lost its database connection; its worker re-queued the job',
            'traceback', NULL)
- WHERE job_id = %(job_id)s AND status = 'running';
+ WHERE id = %(run_id)s AND status = 'running';
 
 -- job_has_success --
 SELECT EXISTS (SELECT 1 FROM agent_runs WHERE job_id = %(job_id)s AND status = 'succeeded')
@@ -69,6 +186,7 @@ SELECT EXISTS (SELECT 1 FROM agent_runs WHERE job_id = %(job_id)s AND status = '
 
 -- stalled_jobs --
 -- Jobs in 'doing' whose worker is gone (pruned) or silent for longer than the threshold.
+-- A worker draining its jobs after SIGTERM keeps its heartbeat, so its jobs never show here.
 SELECT j.id, j.task_name, j.attempts, j.worker_id
   FROM procrastinate_jobs j
   LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
@@ -95,8 +213,41 @@ SELECT j.id, j.task_name, r.status::text AS run_status, r.finished_at, r.error
         SELECT 1 FROM procrastinate_events e
          WHERE e.job_id = j.id AND e.type = 'started' AND e.at > r.finished_at);
 
--- abandoned_count_of_job --
-SELECT count(*) AS n FROM agent_runs WHERE job_id = %(job_id)s AND status = 'abandoned';
+-- abandoned_in_cycle --
+-- Attempts lost with their worker in the job's current retry cycle (after its last 'failed'
+-- or 'cancelled' row) that made no progress: the abandon limit. An attempt made progress if
+-- it finished an external call, or — making none — committed a step: a resumed attempt skips
+-- what is done, so a job whose attempts keep dying at the same point makes none, while random
+-- kills of a long job do not count against it. Attempts cut off by a lost database connection
+-- do not count either. ``new_counted``: how many of ``new`` (just abandoned) count.
+SELECT count(*) AS n, max(r.id) AS last_id,
+       count(*) FILTER (WHERE r.id = ANY(%(new)s::bigint[])) AS new_counted
+  FROM agent_runs r
+ WHERE r.job_id = %(job_id)s AND r.status = 'abandoned'
+   AND COALESCE(r.error ->> 'type', '') NOT IN ('ConnectionLost', 'OutcomeNotRecorded')
+   AND r.id > COALESCE((SELECT max(f.id) FROM agent_runs f
+                         WHERE f.job_id = %(job_id)s AND f.status IN ('failed', 'cancelled')), 0)
+   AND NOT EXISTS (SELECT 1 FROM external_calls c
+                    WHERE c.job_id = r.job_id AND c.run_id = r.id AND c.state = 'done')
+   AND (r.steps = 0 OR EXISTS (SELECT 1 FROM external_calls c
+                                WHERE c.job_id = r.job_id AND c.run_id = r.id));
+
+-- fail_abandoned_run --
+-- The attempt that reached the abandon limit becomes the job's 'failed' row, saying why.
+UPDATE agent_runs
+   SET status = 'failed',
+       error = jsonb_build_object(
+           'type', 'AbandonLimit',
+           'message', %(message)s::text,
+           'lost_as', error ->> 'type',
+           'traceback', NULL)
+ WHERE id = %(run_id)s;
+
+-- requeue_job_now --
+SELECT procrastinate_retry_job_v2(%(job_id)s, now(), NULL, NULL, NULL);
+
+-- finish_job_now --
+SELECT procrastinate_finish_job_v1(%(job_id)s, %(status)s::procrastinate_job_status, false);
 
 -- queue_status --
 SELECT workflow, waiting, delayed, active, completed, failed, cancelled
@@ -210,3 +361,67 @@ DELETE FROM procrastinate_jobs
 -- record_progress --
 -- A running attempt's progress (ctx.progress), on a short autocommit connection of its own.
 UPDATE agent_runs SET progress = %(progress)s WHERE id = %(run_id)s AND status = 'running';
+
+-- record_intent --
+-- The intent of an external call, committed before the call is made, only while the attempt
+-- holds its lease (the run row locked FOR SHARE: recovery's fence waits for this commit).
+INSERT INTO external_calls (job_id, run_id, workflow, kind, key, request)
+SELECT r.job_id, r.id, r.workflow, %(kind)s, %(key)s, %(request)s
+  FROM agent_runs r
+ WHERE r.id = %(run_id)s AND r.status = 'running'
+   FOR SHARE
+RETURNING id, job_id, run_id, kind, key, state, request, outcome, created_at;
+
+-- record_outcome --
+-- The answer to an attempt's own call (recorded even by a fenced attempt: it is the truth).
+-- A call another attempt resolved meanwhile keeps that resolution.
+UPDATE external_calls
+   SET state = %(state)s, outcome = %(outcome)s, finished_at = clock_timestamp()
+ WHERE id = %(id)s AND state = 'intent'
+RETURNING id;
+
+-- resolve_call --
+-- An earlier attempt's call in doubt, resolved by the attempt holding the job's lease.
+WITH lease AS (
+    SELECT id FROM agent_runs WHERE id = %(run_id)s AND status = 'running' FOR SHARE
+), resolved AS (
+    UPDATE external_calls
+       SET state = %(state)s,
+           outcome = %(outcome)s || jsonb_build_object('resolved_by_run', %(run_id)s::bigint),
+           finished_at = clock_timestamp()
+     WHERE id = %(id)s AND state = 'intent' AND EXISTS (SELECT 1 FROM lease)
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM lease) AS held, (SELECT count(*) FROM resolved) AS resolved;
+
+-- job_calls --
+SELECT id, job_id, run_id, kind, key, state, request, outcome, created_at
+  FROM external_calls
+ WHERE job_id = %(job_id)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+ ORDER BY id;
+
+-- job_external_calls --
+-- A job's external calls for ``orchestrator job``: an intent whose attempt is over (its row no
+-- longer 'running') is in doubt — nobody knows whether the call happened.
+SELECT c.id, c.run_id, r.attempt, c.kind, c.key, c.state,
+       (c.state = 'intent' AND r.status IS DISTINCT FROM 'running') AS in_doubt,
+       c.created_at, c.finished_at
+  FROM external_calls c
+  LEFT JOIN agent_runs r ON r.id = c.run_id
+ WHERE c.job_id = %(job_id)s
+ ORDER BY c.id;
+
+-- lock_dedupe_key --
+-- Serialises enqueues sharing a dedupe key until the enqueuing transaction ends, so that the
+-- look-up below and the insert after it cannot interleave with another enqueue's.
+SELECT pg_advisory_xact_lock(hashtextextended('orchestrator.dedupe:' || %(key)s, 0));
+
+-- active_job_by_dedupe_key --
+-- The job holding a dedupe key that is still waiting or running (the running one first),
+-- other than the job doing the enqueue (a chain step passing its key on).
+SELECT id, task_name, status::text AS status
+  FROM procrastinate_jobs
+ WHERE queueing_lock = %(key)s AND status IN ('todo', 'doing')
+   AND id IS DISTINCT FROM %(exclude)s::bigint
+ ORDER BY status = 'doing' DESC, id
+ LIMIT 1;

@@ -20,6 +20,7 @@ from workflows.emailbison.errors import (
     EmailBisonRetryableError,
     EmailBisonValidationError,
     LeadValidationError,
+    nothing_done,
 )
 from workflows.emailbison.models import Campaign, CustomVariable, LeadIn, LeadOut
 
@@ -38,4 +39,5 @@ __all__ = [
     "LeadIn",
     "LeadOut",
     "LeadValidationError",
+    "nothing_done",
 ]

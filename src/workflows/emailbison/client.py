@@ -35,6 +35,7 @@ import httpx
 from pydantic import ValidationError
 
 from workflows._http import (
+    EventHooks,
     RateLimiter,
     backoff_delay,
     excerpt,
@@ -70,7 +71,9 @@ class EmailBisonClient:
     """An EmailBison workspace, reached with its ``api-user`` key.
 
     ``max_requests_per_second`` paces every request of this client (no published limit
-    exists; one third-party client assumes ~50/s). ``transport`` is for tests.
+    exists; one third-party client assumes ~50/s). ``event_hooks`` go to httpx (a workflow
+    passes ``ctx.http_hooks``: no request leaves once its attempt is fenced). ``transport``
+    is for tests.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class EmailBisonClient:
         max_requests_per_second: float | None = None,
         retries_on_429: int = 3,
         max_retry_sleep: float = 30.0,
+        event_hooks: EventHooks | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -103,6 +107,7 @@ class EmailBisonClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
             follow_redirects=False,
+            event_hooks=event_hooks,
         )
 
     def __repr__(self) -> str:

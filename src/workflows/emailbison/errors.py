@@ -31,6 +31,7 @@ __all__ = [
     "EmailBisonRetryableError",
     "EmailBisonValidationError",
     "LeadValidationError",
+    "nothing_done",
 ]
 
 _LEAD_KEY = re.compile(r"^leads\.(\d+)(?:\.(.+))?$")
@@ -142,3 +143,22 @@ class LeadValidationError(EmailBisonValidationError):
     def invalid_indices(self) -> frozenset[int]:
         """Positions (0-based, in the request) of the leads EmailBison complained about."""
         return frozenset(self.errors_by_index)
+
+
+def nothing_done(exc: BaseException) -> bool:
+    """Whether ``exc`` proves EmailBison did *not* carry the request out.
+
+    True for an answered refusal (any 4xx, including 429, or a 200 reporting
+    ``success: false``); false when no answer came (timeout, connection lost), for a 5xx and
+    for a 2xx with a broken body: after those the request may have been carried out.
+
+    >>> nothing_done(EmailBisonNotFound("GET /api/campaigns/9: HTTP 404", status_code=404))
+    True
+    >>> nothing_done(EmailBisonRetryableError("POST /api/leads: no answer in time"))
+    False
+    """
+    if not isinstance(exc, EmailBisonError) or exc.status_code is None:
+        return False
+    if 400 <= exc.status_code < 500:
+        return True
+    return isinstance(exc, EmailBisonPermanentError) and exc.status_code < 300

@@ -77,3 +77,5 @@ class Campaign(BaseModel):
     id: int
     name: str
     status: str = ""
+    #: Leads attached, when the answer says (how a retry learns whether an attach happened).
+    total_leads: int | None = None

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from orchestrator import PermanentError, Settings, register_secret
+from workflows._http import EventHooks
 from workflows.emailbison.client import EmailBisonClient
 from workflows.key_lookup import read_client_key
 from workflows.settings import pipeline_settings
@@ -177,10 +178,13 @@ def emailbison_key(client: Client, engine_settings: Settings) -> str:
     return value
 
 
-def emailbison_api(client: Client, engine_settings: Settings) -> EmailBisonClient:
+def emailbison_api(
+    client: Client, engine_settings: Settings, event_hooks: EventHooks | None = None
+) -> EmailBisonClient:
     """An EmailBison client for this client's workspace, key read now, settings applied.
 
-    Use it as ``async with emailbison_api(client, settings) as api: ...``.
+    Use it as ``async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api: ...``
+    (the hooks refuse every request once the attempt is fenced).
     """
     settings = pipeline_settings(engine_settings)
     key = emailbison_key(client, settings)
@@ -190,4 +194,5 @@ def emailbison_api(client: Client, engine_settings: Settings) -> EmailBisonClien
         key,
         max_requests_per_second=settings.emailbison_rate_limit,
         timeout=settings.emailbison_timeout,
+        event_hooks=event_hooks,
     )

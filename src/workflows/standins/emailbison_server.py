@@ -21,8 +21,12 @@ What it enforces, following EmailBison's public docs where they speak:
 Faults for tests (thread-safe; checked in this order, before routing): ``slow_seconds`` delays
 every answer; ``rate_limit_per_second`` answers 429 with a (fractional) ``Retry-After`` when its
 token bucket is empty; ``fail_next(...)`` answers a canned status/body; ``broken_json_next(n)``
-answers 200 with truncated JSON. Every request is recorded as (method, path, query, status);
-the Authorization header is never recorded or logged. ::
+answers 200 with truncated JSON; ``slow_answer_next(seconds, ...)`` carries a request out and
+then holds its answer back (a client timeout on a request the server did store). Every request
+is recorded as (method, path, query, status), with its arrival time, the attempt that sent it
+(``X-Orchestrator-Run``), the emails of a lead upsert and the name of a rename;
+``on_answered`` (if set) is called with each record once the answer is written. The
+Authorization header is never recorded or logged. ::
 
     with LocalEmailBison() as bison:
         bison.add_workspace("test-key")
@@ -46,7 +50,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,12 +70,20 @@ _BROKEN_JSON = b'{"data": [{"id": 1, "email": "trunc'
 
 @dataclass(frozen=True)
 class RequestRecord:
-    """One answered request, for assertions. No headers are kept."""
+    """One answered request, for assertions. No secret header is kept."""
 
     method: str
     path: str
     query: str
     status: int
+    #: ``time.time()`` when the request arrived.
+    received_at: float = 0.0
+    #: The ``X-Orchestrator-Run`` header: the attempt (agent_runs id) that sent it.
+    run_id: int | None = None
+    #: Lower-cased emails of a lead upsert, in request order.
+    emails: tuple[str, ...] = ()
+    #: The new name of a campaign rename.
+    name: str | None = None
 
 
 @dataclass
@@ -80,6 +92,13 @@ class _Fault:
     remaining: int
     retry_after: float | None
     body: str | None
+    path_contains: str | None
+
+
+@dataclass
+class _LateAnswer:
+    seconds: float
+    remaining: int
     path_contains: str | None
 
 
@@ -103,12 +122,16 @@ class LocalEmailBison:
         self.api = LocalApi()
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._late: list[_LateAnswer] = []
+        #: Called (in the server's thread) with each record once its answer is written.
+        self.on_answered: Callable[[RequestRecord], None] | None = None
         self._broken_json = 0
         self._slow_seconds = 0.0
         self._rate: float | None = None
         self._tokens = 0.0
         self._refilled_at = 0.0
         self._log: list[RequestRecord] = []
+        self._cut: list[RequestRecord] = []
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -211,6 +234,14 @@ class LocalEmailBison:
         with self._lock:
             self._faults.append(_Fault(status, count, retry_after, body, path_contains))
 
+    def slow_answer_next(
+        self, seconds: float, count: int = 1, path_contains: str | None = None
+    ) -> None:
+        """Carry out the next ``count`` requests (whose path contains ``path_contains``) and
+        hold their answers back ``seconds``: the work is done even if the client gave up."""
+        with self._lock:
+            self._late.append(_LateAnswer(seconds, count, path_contains))
+
     def broken_json_next(self, count: int = 1) -> None:
         """Answer the next ``count`` requests with 200 and a truncated JSON body."""
         with self._lock:
@@ -246,6 +277,7 @@ class LocalEmailBison:
         """Drop queued faults and switch off delays and rate limiting."""
         with self._lock:
             self._faults.clear()
+            self._late.clear()
             self._broken_json = 0
             self._slow_seconds = 0.0
             self._rate = None
@@ -269,18 +301,59 @@ class LocalEmailBison:
             and (status is None or r.status == status)
         )
 
+    @property
+    def cut_requests(self) -> list[RequestRecord]:
+        """Requests whose client was gone before the answer could be written (cut mid-flight:
+        the work may be done, the client never learned it)."""
+        with self._lock:
+            return list(self._cut)
+
     def reset_log(self) -> None:
         with self._lock:
             self._log.clear()
+            self._cut.clear()
 
     # -- answering (called from the handler threads) ---------------------------------------
 
-    def _answer(self, method: str, target: str, raw: bytes, authorization: str | None) -> _Answer:
+    def _answer(
+        self,
+        method: str,
+        target: str,
+        raw: bytes,
+        authorization: str | None,
+        run_header: str | None = None,
+    ) -> tuple[_Answer, RequestRecord]:
+        received_at = time.time()
         split = urlsplit(target)
         answer = self._injected(split.path) or self._api_answer(method, split, raw, authorization)
+        emails, name = _request_detail(split.path, raw)
+        record = RequestRecord(
+            method,
+            split.path,
+            split.query,
+            answer.status,
+            received_at=received_at,
+            run_id=int(run_header) if run_header and run_header.isdigit() else None,
+            emails=emails,
+            name=name,
+        )
         with self._lock:
-            self._log.append(RequestRecord(method, split.path, split.query, answer.status))
-        return answer
+            self._log.append(record)
+            late = next(
+                (
+                    fault
+                    for fault in self._late
+                    if fault.path_contains is None or fault.path_contains in split.path
+                ),
+                None,
+            )
+            if late is not None:
+                late.remaining -= 1
+                if late.remaining <= 0:
+                    self._late.remove(late)
+        if late is not None:
+            self._stopping.wait(late.seconds)
+        return answer, record
 
     def _injected(self, path: str) -> _Answer | None:
         delay = self.slow_seconds
@@ -333,6 +406,26 @@ class LocalEmailBison:
         return _json_answer(status, payload)
 
 
+def _request_detail(path: str, raw: bytes) -> tuple[tuple[str, ...], str | None]:
+    """The emails of a lead upsert and the name of a rename, for the request log."""
+    if not (path.endswith("/leads/create-or-update/multiple") or path.endswith("/update")):
+        return (), None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return (), None
+    if not isinstance(body, dict):
+        return (), None
+    leads = body.get("leads")
+    emails = tuple(
+        str(lead.get("email", "")).strip().lower()
+        for lead in (leads if isinstance(leads, list) else [])
+        if isinstance(lead, dict)
+    )
+    name = body.get("name")
+    return emails, name if isinstance(name, str) else None
+
+
 def _json_answer(status: int, payload: object, retry_after: float | None = None) -> _Answer:
     return _Answer(status, json.dumps(payload).encode(), retry_after=retry_after)
 
@@ -357,7 +450,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
-        answer = self.bison._answer(self.command, self.path, raw, self.headers.get("Authorization"))
+        answer, record = self.bison._answer(
+            self.command,
+            self.path,
+            raw,
+            self.headers.get("Authorization"),
+            self.headers.get("X-Orchestrator-Run"),
+        )
         try:
             self.send_response(answer.status)
             self.send_header("Content-Type", answer.content_type)
@@ -367,7 +466,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(answer.body)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (e.g. its timeout fired while we were slow)
+            # the client gave up (e.g. its timeout fired while we were slow)
+            with self.bison._lock:
+                self.bison._cut.append(record)
+        callback = self.bison.on_answered
+        if callback is not None:
+            callback(record)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

@@ -311,7 +311,9 @@ async def test_notify_uses_the_run_settings_and_logger(
 
     def context(url: str | None) -> WorkflowContext:
         settings = SimpleNamespace(slack_webhook_url=SecretStr(url) if url else None)
-        return cast(WorkflowContext, SimpleNamespace(settings=settings, logger=adapter))
+        return cast(
+            WorkflowContext, SimpleNamespace(settings=settings, logger=adapter, http_hooks={})
+        )
 
     assert await notify(context(stub.url + SLACK_PATH), "PT5 done") is True
     assert json.loads(stub.seen[0].body) == {"text": "PT5 done"}

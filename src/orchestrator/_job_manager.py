@@ -1,0 +1,69 @@
+"""procrastinate's JobManager, with a worker's status updates limited to the job it fetched.
+
+procrastinate ends a job (``finish_job``, ``retry_job``) by id, whatever happened to the job
+meanwhile. A worker paused past ``ORCHESTRATOR_STALLED_AFTER`` (or cut off from the database)
+comes back to a job crash recovery already re-queued and perhaps handed to another worker:
+its late update would end the other worker's run (or the re-queued job) with its own, stale
+verdict. Here the update applies only while the job is still ``doing`` with the ``attempts``
+count it had when this worker fetched it; otherwise it is skipped and logged. Updates by id
+(crash recovery, operators) are unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from procrastinate import jobs, manager, utils
+
+from orchestrator._queries import QUERIES
+
+logger = logging.getLogger("orchestrator._job_manager")
+
+
+class GuardedJobManager(manager.JobManager):
+    """A JobManager whose ``finish_job``/``retry_job`` leave a job that moved on alone."""
+
+    async def finish_job(self, job: jobs.Job, status: jobs.Status, delete_job: bool) -> None:
+        assert job.id is not None
+        row = await self.connector.execute_query_one_async(
+            query=QUERIES["guarded_finish_job"],
+            job_id=job.id,
+            attempts=job.attempts,
+            status=status.value,
+            delete_job=delete_job,
+        )
+        self._log_skipped(job, row, f"finish as {status.value}")
+
+    async def retry_job(
+        self,
+        job: jobs.Job,
+        retry_at: datetime.datetime | None = None,
+        priority: int | None = None,
+        queue: str | None = None,
+        lock: str | None = None,
+    ) -> None:
+        assert job.id is not None
+        row = await self.connector.execute_query_one_async(
+            query=QUERIES["guarded_retry_job"],
+            job_id=job.id,
+            attempts=job.attempts,
+            retry_at=retry_at or utils.utcnow(),
+            new_priority=priority,
+            new_queue_name=queue,
+            new_lock=lock,
+        )
+        self._log_skipped(job, row, "retry")
+
+    @staticmethod
+    def _log_skipped(job: jobs.Job, row: dict[str, Any], action: str) -> None:
+        if row["applied"]:
+            return
+        logger.warning(
+            "job %s moved on since this worker fetched it (re-queued by crash recovery); "
+            "its stale %s was not applied",
+            job.id,
+            action,
+            extra={"event": "job.stale_update_skipped", "job_id": job.id},
+        )
