@@ -56,8 +56,8 @@ from orchestrator._errors import (
     WorkerStopping,
     WorkflowError,
 )
-from orchestrator._log import notice
 from orchestrator._external_calls import ExternalCall
+from orchestrator._log import notice
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._preflight import CheckContext, Submission
 from orchestrator._queries import load_queries

@@ -194,10 +194,9 @@ CLIENT_FLAGS = {
 
 
 def describe_client_error(exc: ValidationError, *, renaming: bool = False) -> str:
-    """``--flag (field): reason; ...``: what to fix on the command line, for each field."""
+    """``--flag: reason; ...``: what to fix on the command line, for each field."""
     flags = dict(CLIENT_FLAGS, name="--new-name") if renaming else CLIENT_FLAGS
-    labels = {field: f"{flag} ({field})" for field, flag in flags.items()}
-    return describe_validation_error(exc, labels=labels)
+    return describe_validation_error(exc, labels=flags)
 
 
 def check_workspace_flags(changes: dict[str, Any], settings: Settings) -> None:
@@ -210,7 +209,7 @@ def check_workspace_flags(changes: dict[str, Any], settings: Settings) -> None:
         allow = pipeline_settings(settings).emailbison_allow_http_loopback
         check_emailbison_url(url, allow_http_loopback=allow)
     except ValueError as exc:
-        raise InvalidPayload(f"invalid client: --emailbison-url (emailbison_url): {exc}") from None
+        raise InvalidPayload(f"invalid client: --emailbison-url: {exc}") from None
 
 
 async def cmd_clients_write(args: argparse.Namespace, settings: Settings) -> int:

@@ -59,11 +59,11 @@ def test_the_worker_exits_2_instead_of_restarting(database_url: str) -> None:
 
 def test_an_out_of_date_schema_names_both_revisions(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0007_console'")
+        conn.execute("UPDATE alembic_version SET version_num = '0009_fencing'")
     status, worker = cli_many(database_url, ["status"], ["worker"])
     for result in (status, worker):
         line = one_line(result)
-        assert line.startswith(NOT_MIGRATED + " (the schema is at 0007_console; ")
+        assert line.startswith(NOT_MIGRATED + " (the schema is at 0009_fencing; ")
         assert "this version needs 0010_fencing_pipeline" in line
 
     migrated = cli(database_url, "migrate")
