@@ -38,7 +38,7 @@ from workflows.standins.emailbison_server import LocalEmailBison, RequestRecord
 
 MONTH = "2026-09"
 UPSERT = "/api/leads/create-or-update/multiple"
-KEY_ENV = "CHAOS_EMAILBISON_KEY"
+KEY_ENV = "EMAILBISON_KEY_CHAOS"
 #: Leads per renewal window: 2 chunks each, 8 chunks for the month.
 PER_WINDOW = (750, 750, 750, 750)
 
@@ -87,7 +87,12 @@ class EdgeRun:
             if hnw_twin
             else None
         )
-        env = subprocess_env(database_url, **{KEY_ENV: self.key, **worker_env})
+        env = subprocess_env(
+            database_url,
+            # the stand-in is plain http on 127.0.0.1
+            ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",
+            **{KEY_ENV: self.key, **worker_env},
+        )
         self.run = ChaosRun(
             database_url,
             work_dir,

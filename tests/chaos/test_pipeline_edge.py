@@ -241,7 +241,7 @@ async def test_concurrent_and_late_run_week(database_url: str, tmp_path: Path) -
         assert len(ids) == 1, (first.stdout, second.stdout)
         [job_id] = ids
         said = first.stdout + second.stdout
-        assert "PT5 started" in said
+        assert f"upload date {week2} started" in said
         assert f"already queued as job {job_id}" in said or f"already running as job {job_id}" in (
             said
         )
