@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator import _cli_show as show
 from orchestrator._durations import parse_duration
@@ -652,10 +652,12 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     url = resolve_database_url(settings)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     revisions = asyncio.run(
-        check_schema(
-            url,
-            connect_timeout=settings.connect_timeout,
-            migrate=settings.database_url is None,
+        _starting(
+            lambda: check_schema(
+                url,
+                connect_timeout=settings.connect_timeout,
+                migrate=settings.database_url is None,
+            )
         )
     )
     if args.processes > 1:
@@ -670,6 +672,24 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_worker(args, settings, url, revisions))
 
 
+T = TypeVar("T")
+
+#: Pauses between a starting worker's tries when the database drops its connection (a
+#: restart, a killed backend): the worker waits for a blip rather than exiting; a database
+#: that stays out of reach still ends it with one line.
+START_RETRY_PAUSES = (0.5, 1.0, 2.0)
+
+
+async def _starting(step: Callable[[], Awaitable[T]]) -> T:
+    """Run a worker's start-up ``step``, trying again after a lost connection."""
+    for pause in START_RETRY_PAUSES:
+        try:
+            return await step()
+        except DatabaseUnavailable:
+            await asyncio.sleep(pause)
+    return await step()
+
+
 async def _worker(
     args: argparse.Namespace, settings: Settings, url: str, revisions: frozenset[str]
 ) -> int:
@@ -679,7 +699,7 @@ async def _worker(
     queues = [q.strip() for q in (args.queues or "").split(",") if q.strip()] or None
     name = args.name or f"worker-{os.getpid()}"
     orch = Orchestrator(settings, database_url=url, worker=True)
-    await orch.open()
+    await _starting(orch.open)
     try:
         log_banner(
             orch,
