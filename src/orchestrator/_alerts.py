@@ -75,6 +75,22 @@ def load_alert_hooks(settings: Settings) -> list[AlertHook]:
     return hooks
 
 
+def _job_alert(kind: str, key: str, summary: str, row: DictRow, base: str | None) -> Alert:
+    """An alert about one job, from a row of the alert queries."""
+    return Alert(
+        kind,
+        key,
+        summary,
+        row["workflow"],
+        row["job_id"],
+        row["attempt"],
+        dict(row["input"] or {}),
+        row["error_type"],
+        row["error_message"],
+        _link(base, row["job_id"]),
+    )
+
+
 def _link(base: str | None, job_id: int | None) -> str | None:
     if not base or job_id is None:
         return None
@@ -88,34 +104,24 @@ async def find_alerts(
     cursor = await conn.execute(ALERT_SQL["job_failed"])
     for row in await cursor.fetchall():
         found.append(
-            Alert(
+            _job_alert(
                 "job_failed",
                 str(row["id"]),
                 f"{row['workflow']} job {row['job_id']} failed for good (attempt {row['attempt']})",
-                row["workflow"],
-                row["job_id"],
-                row["attempt"],
-                dict(row["input"] or {}),
-                row["error_type"],
-                row["error_message"],
-                _link(base, row["job_id"]),
+                row,
+                base,
             )
         )
     cursor = await conn.execute(ALERT_SQL["job_retrying"], {"retries": retries})
     for row in await cursor.fetchall():
         found.append(
-            Alert(
+            _job_alert(
                 "job_retrying",
                 str(row["job_id"]),
                 f"{row['workflow']} job {row['job_id']} failed {row['attempt']} times and is "
                 "still retrying",
-                row["workflow"],
-                row["job_id"],
-                row["attempt"],
-                dict(row["input"] or {}),
-                row["error_type"],
-                row["error_message"],
-                _link(base, row["job_id"]),
+                row,
+                base,
             )
         )
     cursor = await conn.execute(ALERT_SQL["worker_stalled"], {"stalled_after": stalled_after})

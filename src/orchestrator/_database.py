@@ -16,6 +16,7 @@ password redacted.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -106,11 +107,10 @@ def validate_url(url: str) -> None:
         ) from None
 
 
-async def check_connection(url: str, connect_timeout: float = 10.0) -> None:
-    """Connect once, or raise :class:`DatabaseUnavailable` with the reason (no password)."""
-    validate_url(url)
+async def connect(url: str, connect_timeout: float = 10.0) -> psycopg.AsyncConnection[Any]:
+    """One connection, or :class:`DatabaseUnavailable` with the reason (no password)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(
+        return await psycopg.AsyncConnection.connect(
             url, connect_timeout=max(1, int(connect_timeout))
         )
     except psycopg.Error as exc:
@@ -118,6 +118,12 @@ async def check_connection(url: str, connect_timeout: float = 10.0) -> None:
             f"cannot reach the database at ORCHESTRATOR_DATABASE_URL={redact_url(url)}: "
             f"{first_line(exc)}"
         ) from None
+
+
+async def check_connection(url: str, connect_timeout: float = 10.0) -> None:
+    """Connect once, or raise :class:`DatabaseUnavailable` with the reason (no password)."""
+    validate_url(url)
+    conn = await connect(url, connect_timeout)
     await conn.close()
 
 

@@ -28,10 +28,10 @@ from typing import Any
 
 import psycopg
 
-from orchestrator._driver_errors import driver_errors, first_line
-from orchestrator._errors import DatabaseNotMigrated, DatabaseUnavailable
+from orchestrator._database import connect
+from orchestrator._driver_errors import driver_errors
+from orchestrator._errors import DatabaseNotMigrated
 from orchestrator._log import announce
-from orchestrator._redaction import redact_url
 
 logger = logging.getLogger("orchestrator.schema")
 
@@ -110,15 +110,7 @@ async def check_schema(
     ``migrate`` is true (the embedded server): then it is upgraded, with a notice on stderr.
     Returns the revisions the database is at.
     """
-    try:
-        conn = await psycopg.AsyncConnection.connect(
-            url, connect_timeout=max(1, int(connect_timeout))
-        )
-    except psycopg.Error as exc:
-        raise DatabaseUnavailable(
-            f"cannot reach the database at ORCHESTRATOR_DATABASE_URL={redact_url(url)}: "
-            f"{first_line(exc)}"
-        ) from None
+    conn = await connect(url, connect_timeout)
     try:
         try:
             current = await current_revisions(conn)
