@@ -52,7 +52,7 @@ async def run(bench: Bench) -> list[Result]:
     async with bench.database("dashboard") as url:
         orch = Orchestrator(load_settings(), registry=_registry(), schedules=[], database_url=url)
         await orch.open()
-        settings = DashboardSettings(_env_file=None)  # type: ignore[call-arg]
+        settings = DashboardSettings.of(orch.settings)
         app = create_app(
             orch, settings=settings, pages=PAGES, manage_orchestrator=False, live=False
         )

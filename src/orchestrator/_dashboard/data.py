@@ -24,6 +24,8 @@ from orchestrator._status import STATES
 Conn = AsyncConnection[DictRow]
 #: At most this many failed attempts of each kind are looked at by the failures inbox.
 FAILURE_SCAN = 2_000
+#: Jobs shown per error type on the failures inbox (a "more" link pages through the rest).
+FAILURES_PER_GROUP = 10
 
 
 async def _rows(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
@@ -201,14 +203,52 @@ async def job_detail(conn: Conn, job_id: int) -> dict[str, Any] | None:
 # -- failures --------------------------------------------------------------------------------
 
 
-async def failures(conn: Conn, scan: int = FAILURE_SCAN) -> list[dict[str, Any]]:
-    """Failed and retrying jobs grouped by error type, biggest group first."""
-    groups: dict[str, dict[str, Any]] = {}
-    for row in await _rows(conn, "failures", {"scan": scan}):
-        group = groups.setdefault(
-            row["error_type"], {"error_type": row["error_type"], "jobs": [], "failed": 0}
-        )
-        group["jobs"].append(row)
-        if row["state"] == "failed":
-            group["failed"] += 1
-    return sorted(groups.values(), key=lambda g: (-len(g["jobs"]), g["error_type"]))
+@dataclass
+class FailureGroup:
+    """One error type in the failures inbox: its size and the jobs shown of it."""
+
+    error_type: str
+    size: int
+    failed: int
+    jobs: list[DictRow] = field(default_factory=list)
+    next_before: int | None = None
+    """The run id to continue this group from (the "more" link), if it has more jobs."""
+
+
+async def failures(
+    conn: Conn,
+    *,
+    error_type: str | None = None,
+    before: int | None = None,
+    per_group: int = FAILURES_PER_GROUP,
+    scan: int = FAILURE_SCAN,
+) -> list[FailureGroup]:
+    """Failed and retrying jobs grouped by error type, biggest group first.
+
+    Every group says how many jobs it holds but shows only its newest ``per_group``; with
+    ``error_type`` only that group, continuing below run id ``before`` (keyset pagination):
+    a page shows a bounded number of jobs however many thousands failed.
+    """
+    groups: dict[str, FailureGroup] = {}
+    rows = await _rows(
+        conn,
+        "failures",
+        {
+            "scan": scan,
+            "per_group": per_group + 1,
+            "error_type": error_type,
+            "before": before,
+        },
+    )
+    for row in rows:
+        group = groups.get(row["error_type"])
+        if group is None:
+            group = groups[row["error_type"]] = FailureGroup(
+                row["error_type"], int(row["group_size"]), int(row["group_failed"])
+            )
+        group.jobs.append(row)
+    for group in groups.values():
+        if len(group.jobs) > per_group:
+            group.jobs = group.jobs[:per_group]
+            group.next_before = int(group.jobs[-1]["run_id"])
+    return list(groups.values())

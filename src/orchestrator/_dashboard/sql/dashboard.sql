@@ -93,7 +93,10 @@ SELECT type::text AS type, at FROM procrastinate_events WHERE job_id = %(job_id)
 
 -- failures --
 -- Jobs failed for good or waiting for a retry, found through their latest failed attempts
--- (newest first, through the agent_runs status index), one row per job.
+-- (the newest %(scan)s of each kind, through the agent_runs status index), one row per job,
+-- grouped by error type: each group's size and the newest %(per_group)s jobs of it (with
+-- %(error_type)s, only that group, from run id %(before)s down). Reading a bounded window of
+-- attempts keeps the page's cost the same at any history size.
 WITH recent AS (
     (SELECT id, job_id, error, finished_at FROM agent_runs
       WHERE status = 'failed' ORDER BY id DESC LIMIT %(scan)s)
@@ -104,30 +107,46 @@ WITH recent AS (
     (SELECT id, job_id, error, finished_at FROM agent_runs
       WHERE status = 'abandoned' ORDER BY id DESC LIMIT %(scan)s)
 ), latest AS (
-    SELECT DISTINCT ON (job_id) job_id, id AS run_id, error, finished_at
+    SELECT DISTINCT ON (job_id) job_id, id AS run_id,
+           COALESCE(error ->> 'type', 'Unknown') AS error_type
       FROM recent ORDER BY job_id, id DESC
+), failing AS (
+    SELECT l.job_id, l.run_id, l.error_type,
+           count(*) OVER w AS group_size,
+           count(*) FILTER (WHERE pj.status = 'failed') OVER w AS group_failed,
+           -- the position among the group's jobs shown from %(before)s down
+           count(*) FILTER (WHERE %(before)s::bigint IS NULL OR l.run_id < %(before)s)
+               OVER (w ORDER BY l.run_id DESC ROWS UNBOUNDED PRECEDING) AS rank
+      FROM latest l
+      JOIN procrastinate_jobs pj ON pj.id = l.job_id
+     WHERE (pj.status = 'failed' OR (pj.status = 'todo' AND pj.attempts > 0))
+       AND (%(error_type)s::text IS NULL OR l.error_type = %(error_type)s)
+    WINDOW w AS (PARTITION BY l.error_type)
 )
-SELECT j.job_id, j.workflow, j.state, j.attempts, j.scheduled_at, j.payload, l.run_id,
-       l.finished_at,
-       COALESCE(l.error ->> 'type', 'Unknown') AS error_type,
-       l.error ->> 'message' AS error_message
-  FROM latest l
-  JOIN orchestrator_jobs j ON j.job_id = l.job_id
- WHERE j.state = 'failed'
-    OR (j.procrastinate_status = 'todo' AND j.attempts > 0)
- ORDER BY l.run_id DESC;
+SELECT f.error_type, f.group_size, f.group_failed, j.job_id, j.workflow, j.state, j.attempts,
+       j.scheduled_at, j.payload, f.run_id, r.finished_at, r.error ->> 'message' AS error_message
+  FROM failing f
+  JOIN orchestrator_jobs j ON j.job_id = f.job_id
+  JOIN agent_runs r ON r.id = f.run_id
+ WHERE f.rank <= %(per_group)s
+   AND (%(before)s::bigint IS NULL OR f.run_id < %(before)s)
+ ORDER BY f.group_size DESC, f.error_type, f.run_id DESC;
 
 -- metrics_runs --
--- Every attempt ever recorded (agent_runs is never pruned), in one scan: by workflow, outcome
--- and duration bucket (width_bucket over the histogram bounds; NULL while running).
-SELECT workflow, status::text AS status,
-       width_bucket(EXTRACT(EPOCH FROM finished_at - started_at)::float8, %(bounds)s::float8[])
-           AS bucket,
-       count(*) AS n,
-       count(*) FILTER (WHERE attempt = 1) AS first_attempts,
-       COALESCE(sum(EXTRACT(EPOCH FROM finished_at - started_at)), 0) AS duration_sum
+-- Every attempt ever recorded (agent_runs is never pruned) by workflow, outcome and duration
+-- bucket: finished ones from the counters the agent_runs triggers keep (migration 0011, a few
+-- hundred rows at any history size), running ones live through the partial index on them
+-- (bucket NULL: no duration yet).
+SELECT workflow, status::text AS status, bucket, sum(n) AS n,
+       sum(first_attempts) AS first_attempts, sum(duration_s) AS duration_sum
+  FROM orchestrator_run_counts
+ GROUP BY workflow, status, bucket
+HAVING sum(n) <> 0
+ UNION ALL
+SELECT workflow, 'running', NULL, count(*), count(*) FILTER (WHERE attempt = 1), 0
   FROM agent_runs
- GROUP BY 1, 2, 3;
+ WHERE status = 'running'
+ GROUP BY workflow;
 
 -- metrics_queue_wait --
 -- First attempts started in the last hour: seconds from enqueue (the 'deferred' event) to
