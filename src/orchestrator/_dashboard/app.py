@@ -174,13 +174,16 @@ async def jobs(request: Request) -> Response:
     keys = console.settings.filter_keys()
     filters = data.JobFilters.from_params(request.query_params, keys)
     async with console.read_only_connection() as conn:
-        rows, next_before = await data.list_jobs(conn, filters, console.settings.page_size)
+        page = await data.list_jobs(conn, filters, console.settings.page_size)
+    next_before = page.next_before
     return console.render(
         request,
         "jobs.html",
         {
             "page_title": "Jobs",
-            "jobs": rows,
+            "jobs": page.rows,
+            "window_floor": page.window_floor,
+            "window": data.SEARCH_WINDOW,
             "filters": filters,
             "filter_keys": keys,
             "workflows": console.orch.registry.names(),

@@ -26,6 +26,11 @@ Conn = AsyncConnection[DictRow]
 FAILURE_SCAN = 2_000
 #: Jobs shown per error type on the failures inbox (a "more" link pages through the rest).
 FAILURES_PER_GROUP = 10
+#: Filters no index answers (workflow, a finished state, payload keys, free text) read at
+#: most this many of the newest jobs per page; the page links on to the next ones.
+SEARCH_WINDOW = 10_000
+#: States of unfinished jobs, found through procrastinate's index on them at any size.
+LIVE_STATES = ("waiting", "delayed", "active")
 
 
 async def _rows(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
@@ -165,10 +170,36 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+@dataclass
+class JobsPage:
+    """One page of the jobs list.
+
+    ``next_before``: the id to continue from (the "older" link), if there may be more.
+    ``window_floor``: set when a filter without an index (see :data:`SEARCH_WINDOW`) looked
+    only at the newest :data:`SEARCH_WINDOW` jobs below ``before``, down to this id, and found
+    less than a page there; older jobs were not looked at (the page says so and links on).
+    """
+
+    rows: list[DictRow]
+    next_before: int | None
+    window_floor: int | None = None
+
+
 async def list_jobs(
-    conn: Conn, filters: JobFilters, limit: int
-) -> tuple[list[DictRow], int | None]:
-    """One page of jobs (newest first) and the id to continue from, if there is more."""
+    conn: Conn, filters: JobFilters, limit: int, *, window: int = SEARCH_WINDOW
+) -> JobsPage:
+    """One page of jobs (newest first), reading at most ``window`` jobs for payload filters."""
+    floor = None
+    among: list[int] | None = None
+    window_params = {"before": filters.before, "window": window}
+    if filters.dedupe_key:
+        pass  # its own index finds the few jobs with that key
+    elif filters.state in LIVE_STATES:
+        among = [int(r["id"]) for r in await _rows(conn, "unfinished_job_ids", window_params)]
+        floor = among[-1] if len(among) >= window else None
+    elif filters.workflow or filters.state or filters.search or filters.payload:
+        found = await _rows(conn, "job_window_floor", window_params)
+        floor = int(found[0]["id"]) if found else None
     rows = await _rows(
         conn,
         "list_jobs",
@@ -179,12 +210,18 @@ async def list_jobs(
             "contains": json.dumps(filters.payload) if filters.payload else None,
             "search": _like_pattern(filters.search) if filters.search else None,
             "before": filters.before,
+            "floor": floor,
+            "among": among,
             "limit": limit + 1,
         },
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (int(rows[-1]["job_id"]) if more and rows else None)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return JobsPage(rows, int(rows[-1]["job_id"]))
+    if floor is not None:
+        # the window ran out before the page filled: older jobs exist, unread
+        return JobsPage(rows, floor, window_floor=floor)
+    return JobsPage(rows, None)
 
 
 # -- one job ---------------------------------------------------------------------------------

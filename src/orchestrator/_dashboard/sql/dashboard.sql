@@ -52,8 +52,27 @@ SELECT w.id AS worker_id, w.last_heartbeat,
          WHERE job_id = j.id AND status = 'running' ORDER BY id DESC LIMIT 1) r ON TRUE
  ORDER BY w.id, j.id;
 
+-- job_window_floor --
+-- The lowest id among the newest %(window)s jobs below %(before)s (NULL: fewer remain). Filters
+-- no index answers (workflow, a finished state, payload keys, free text) look only at jobs
+-- from here up, so a filter that matches little never reads the whole table; the page links
+-- on to the next window.
+SELECT id FROM procrastinate_jobs
+ WHERE %(before)s::bigint IS NULL OR id < %(before)s
+ ORDER BY id DESC
+OFFSET %(window)s - 1 LIMIT 1;
+
+-- unfinished_job_ids --
+-- The newest %(window)s unfinished jobs below %(before)s, through procrastinate's index on them.
+SELECT id FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing') AND (%(before)s::bigint IS NULL OR id < %(before)s)
+ ORDER BY id DESC
+ LIMIT %(window)s;
+
 -- list_jobs --
--- Newest first, keyset-paginated on job id, with the latest attempt of each job.
+-- Newest first, keyset-paginated on job id, with the latest attempt of each job. The dedupe
+-- key filter reads its own index (migration 0011); a live state (waiting, delayed, active)
+-- looks only %(among)s the unfinished jobs found by unfinished_job_ids.
 SELECT j.job_id, j.workflow, j.state, j.attempts, j.priority, j.scheduled_at, j.dedupe_key,
        j.payload, r.run_id, r.status AS run_status, r.started_at, r.finished_at,
        r.progress, r.error ->> 'type' AS error_type, r.error ->> 'message' AS error_message
@@ -67,6 +86,8 @@ SELECT j.job_id, j.workflow, j.state, j.attempts, j.priority, j.scheduled_at, j.
    AND (%(contains)s::jsonb IS NULL OR j.payload @> %(contains)s::jsonb)
    AND (%(search)s::text IS NULL OR j.payload::text ILIKE %(search)s)
    AND (%(before)s::bigint IS NULL OR j.job_id < %(before)s)
+   AND (%(floor)s::bigint IS NULL OR j.job_id >= %(floor)s)
+   AND (%(among)s::bigint[] IS NULL OR j.job_id = ANY(%(among)s::bigint[]))
  ORDER BY j.job_id DESC
  LIMIT %(limit)s;
 
