@@ -174,7 +174,9 @@ async def jobs(request: Request) -> Response:
     keys = console.settings.filter_keys()
     filters = data.JobFilters.from_params(request.query_params, keys)
     async with console.read_only_connection() as conn:
-        page = await data.list_jobs(conn, filters, console.settings.page_size)
+        page = await data.list_jobs(
+            conn, filters, console.settings.page_size, window=data.SEARCH_WINDOW
+        )
     next_before = page.next_before
     return console.render(
         request,
