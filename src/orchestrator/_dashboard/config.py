@@ -15,14 +15,11 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
-from orchestrator._settings import Settings, load_settings
-
-PREFIX = "dashboard_"
+from orchestrator._settings import Settings
 
 
 @dataclass(frozen=True)
@@ -57,9 +54,3 @@ class DashboardSettings:
 
     def filter_keys(self) -> list[str]:
         return [k.strip() for k in self.payload_filters.split(",") if k.strip()]
-
-
-def load_dashboard_settings(**overrides: Any) -> DashboardSettings:
-    """The console's settings from the environment (``token=...`` style overrides win);
-    an invalid value raises the settings' one readable ConfigurationError."""
-    return DashboardSettings.of(load_settings(**{PREFIX + k: v for k, v in overrides.items()}))
