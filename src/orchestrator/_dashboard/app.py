@@ -254,8 +254,13 @@ async def failures(request: Request) -> Response:
     per_group = data.FAILURES_PER_GROUP if error_type is None else console.settings.page_size
     async with console.read_only_connection() as conn:
         groups = await data.failures(
-            conn, error_type=error_type, before=before, per_group=per_group
+            conn,
+            error_type=error_type,
+            before=before,
+            per_group=per_group,
+            scan=data.FAILURE_SCAN,
         )
+        beyond = await data.failures_beyond_scan(conn, data.FAILURE_SCAN)
     return console.render(
         request,
         "failures.html",
@@ -265,6 +270,7 @@ async def failures(request: Request) -> Response:
             "scan": data.FAILURE_SCAN,
             "error_type": error_type,
             "paged": before is not None,
+            "beyond": beyond,
         },
     )
 

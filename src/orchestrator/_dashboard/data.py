@@ -289,3 +289,10 @@ async def failures(
             group.jobs = group.jobs[:per_group]
             group.next_before = int(group.jobs[-1]["run_id"])
     return list(groups.values())
+
+
+async def failures_beyond_scan(conn: Conn, scan: int = FAILURE_SCAN) -> bool:
+    """Whether older failing attempts exist than the inbox looks at (its sizes are then
+    lower bounds: the page says so)."""
+    [row] = await _rows(conn, "failures_beyond_scan", {"scan": scan})
+    return bool(row["beyond"])

@@ -113,6 +113,18 @@ async def test_failures_show_each_group_size_and_a_page_of_its_newest_jobs(
     assert seen == quota
 
 
+async def test_failures_say_when_their_window_is_full(
+    orch: Orchestrator, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await insert_finished(orch, 3, status="failed", error="QuotaExceeded")
+    html = (await client.get("/failures")).text
+    assert '<span class="count">3 jobs</span>' in html and "older ones exist" not in html
+
+    monkeypatch.setattr(data, "FAILURE_SCAN", 2)
+    html = (await client.get("/failures")).text
+    assert '<span class="count">2+ jobs</span>' in html and "older ones exist" in html
+
+
 async def test_failures_of_one_type_that_has_none(client: httpx.AsyncClient) -> None:
     html = (await client.get("/failures", params={"error_type": "Nothing"})).text
     assert "No failed or retrying job with Nothing." in html

@@ -153,6 +153,16 @@ SELECT f.error_type, f.group_size, f.group_failed, j.job_id, j.workflow, j.state
    AND (%(before)s::bigint IS NULL OR f.run_id < %(before)s)
  ORDER BY f.group_size DESC, f.error_type, f.run_id DESC;
 
+-- failures_beyond_scan --
+-- Are there failed, retried or abandoned attempts older than the failures inbox looks at?
+-- (Then its group sizes count only the newest ones.)
+SELECT EXISTS (SELECT 1 FROM (SELECT id FROM agent_runs WHERE status = 'failed'
+                               ORDER BY id DESC OFFSET %(scan)s LIMIT 1) f)
+    OR EXISTS (SELECT 1 FROM (SELECT id FROM agent_runs WHERE status = 'retrying'
+                               ORDER BY id DESC OFFSET %(scan)s LIMIT 1) r)
+    OR EXISTS (SELECT 1 FROM (SELECT id FROM agent_runs WHERE status = 'abandoned'
+                               ORDER BY id DESC OFFSET %(scan)s LIMIT 1) a) AS beyond;
+
 -- metrics_runs --
 -- Every attempt ever recorded (agent_runs is never pruned) by workflow, outcome and duration
 -- bucket: finished ones from the counters the agent_runs triggers keep (migration 0011, a few
