@@ -188,7 +188,9 @@ class JobsPage:
 async def list_jobs(
     conn: Conn, filters: JobFilters, limit: int, *, window: int = SEARCH_WINDOW
 ) -> JobsPage:
-    """One page of jobs (newest first), reading at most ``window`` jobs for payload filters."""
+    """One page of jobs (newest first). A filter no index answers reads at most ``window``
+    jobs (see :class:`JobsPage`); a live state reads only unfinished jobs, through
+    procrastinate's index on them; the dedupe key reads its own index (migration 0011)."""
     floor = None
     among: list[int] | None = None
     window_params = {"before": filters.before, "window": window}
