@@ -13,13 +13,16 @@ from orchestrator import Orchestrator
 from orchestrator._dashboard.app import create_app
 from orchestrator._dashboard.config import DashboardSettings
 from orchestrator._dashboard.pages import DashboardPage
+from orchestrator._settings import Settings
 from workflows.board import PAGES
 
 BASE = "http://127.0.0.1:8080"
 
 
 def console_settings(**overrides: object) -> DashboardSettings:
-    return DashboardSettings(_env_file=None, **overrides)  # type: ignore[arg-type,call-arg]
+    """The console's settings with ``token=...``-style overrides (``dashboard_`` fields)."""
+    settings = Settings(_env_file=None, **{f"dashboard_{k}": v for k, v in overrides.items()})  # type: ignore[arg-type,call-arg]
+    return DashboardSettings.of(settings)
 
 
 def console(

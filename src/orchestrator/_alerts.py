@@ -23,8 +23,6 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orchestrator._plugins import plugins
 from orchestrator._queries import _load
@@ -34,14 +32,6 @@ logger = logging.getLogger("orchestrator.alerts")
 
 #: Failures older than this are not alerted on (a first sweep on an old database stays quiet).
 LOOKBACK = "1 day"
-
-
-class AlertSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", extra="ignore", frozen=True)
-
-    alert_retries: int = Field(default=3, ge=1, le=100)
-    alert_interval: int = Field(default=30, ge=5, le=59)
-    dashboard_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,17 +132,15 @@ async def sweep(
     pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
     settings: Settings,
     hooks: Sequence[AlertHook],
-    alert_settings: AlertSettings | None = None,
 ) -> list[Alert]:
     """Find new alerts, record each once, then hand the ones recorded here to ``hooks``."""
-    config = alert_settings or AlertSettings()
     sent: list[Alert] = []
     async with pool.connection() as conn:
         alerts = await find_alerts(
             conn,
-            retries=config.alert_retries,
+            retries=settings.alert_retries,
             stalled_after=settings.stalled_after,
-            base=config.dashboard_url,
+            base=settings.dashboard_url,
         )
         for alert in alerts:
             cursor = await conn.execute(

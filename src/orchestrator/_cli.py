@@ -764,12 +764,12 @@ def cmd_db_url(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from orchestrator._dashboard.config import load_dashboard_settings
+    from orchestrator._dashboard.config import DashboardSettings
     from orchestrator._dashboard.server import serve
 
     return serve(
         settings,
-        load_dashboard_settings(),
+        DashboardSettings.of(settings),
         host=args.host,
         port=args.port,
         read_only=args.read_only,

@@ -58,6 +58,8 @@ ENGINE_WORKER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "agent_runs": ("SELECT", "INSERT", "UPDATE"),
     # kept by SECURITY DEFINER triggers (revision 0006), read by status
     "orchestrator_job_counts": ("SELECT",),
+    # kept by SECURITY DEFINER triggers on agent_runs (revision 0011), read by /metrics
+    "orchestrator_run_counts": ("SELECT",),
     # the schema version belongs to migrate
     "alembic_version": ("SELECT",),
 }

@@ -24,6 +24,7 @@ import re
 import types
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BeforeValidator,
@@ -133,6 +134,39 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     log_format: str = Field(default="text", pattern=r"^(text|json)$")
 
+    # -- the operations console (orchestrator dashboard) ---------------------------------
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        description="Console access token (16+ characters): required off loopback, "
+        "or dashboard_basic_auth.",
+    )
+    dashboard_basic_auth: SecretStr | None = Field(
+        default=None, description="user:password for the console's HTTP basic auth."
+    )
+    dashboard_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="The console's public URL, for links in alerts.",
+    )
+    dashboard_timezone: str = Field(
+        default="America/Chicago", description="The console shows times in this zone."
+    )
+    dashboard_statement_timeout: Duration = Field(
+        default=2.0, gt=0, le=60, description="Seconds any one console query may take."
+    )
+    dashboard_page_size: int = Field(default=50, ge=5, le=500, description="Jobs per page.")
+    dashboard_payload_filters: str = Field(
+        default="client,month", description="Payload keys offered as job filters."
+    )
+
+    # -- alerts (a sweep on the workers) ---------------------------------------------------
+    alert_retries: int = Field(
+        default=3, ge=1, le=100, description="Alert when a job's attempt number exceeds this."
+    )
+    alert_interval: WholeSeconds = Field(
+        default=30, ge=5, le=59, description="Seconds between alert sweeps."
+    )
+
     #: Secret settings where a blank value is an error rather than "unset": a blank database
     #: URL must not quietly start an embedded server in place of the production database.
     blank_secret_is_an_error: ClassVar[frozenset[str]] = frozenset({"database_url"})
@@ -158,16 +192,6 @@ class Settings(BaseSettings):
         {
             "TEST_DATABASE_URL",
             "BENCH_DATABASE_URL",
-            # the console's settings (orchestrator dashboard) and the alert sweep's
-            "DASHBOARD_TOKEN",
-            "DASHBOARD_BASIC_AUTH",
-            "DASHBOARD_URL",
-            "DASHBOARD_TIMEZONE",
-            "DASHBOARD_STATEMENT_TIMEOUT",
-            "DASHBOARD_PAGE_SIZE",
-            "DASHBOARD_PAYLOAD_FILTERS",
-            "ALERT_RETRIES",
-            "ALERT_INTERVAL",
             # passwords of orchestrator roles --apply --login
             "OWNER_PASSWORD",
             "WORKER_PASSWORD",
@@ -175,6 +199,7 @@ class Settings(BaseSettings):
             # the browser tests
             "REQUIRE_BROWSER",
             "CHROMIUM",
+            "WRITE_SCREENSHOTS",
         }
     )
 
@@ -186,6 +211,29 @@ class Settings(BaseSettings):
             for choice in ("DEBUG", "INFO", "WARNING", "ERROR", "text", "json"):
                 if value.strip().lower() == choice.lower():
                     return choice
+        return value
+
+    @field_validator("dashboard_basic_auth")
+    @classmethod
+    def _user_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ":" not in value.get_secret_value():
+            raise ValueError("must be user:password")
+        return value
+
+    @field_validator("dashboard_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("dashboard_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
     @field_validator("database_url")

@@ -115,17 +115,15 @@ def register_maintenance(orchestrator: Orchestrator) -> None:
     )(prune_finished_jobs)
     orchestrator.app.periodic(cron="17 * * * *", periodic_id="prune")(prune_task)
 
-    alert_settings = alerts.AlertSettings()
-
     async def send_alerts(timestamp: int) -> None:
         hooks = alerts.load_alert_hooks(orchestrator.settings)
-        await alerts.sweep(orchestrator.pool, orchestrator.settings, hooks, alert_settings)
+        await alerts.sweep(orchestrator.pool, orchestrator.settings, hooks)
 
     alert_task = orchestrator.app.task(
         name="orchestrator.alerts", queue=MAINTENANCE_QUEUE, pass_context=False
     )(send_alerts)
     orchestrator.app.periodic(
-        cron=f"* * * * * */{min(59, alert_settings.alert_interval)}", periodic_id="alerts"
+        cron=f"* * * * * */{min(59, orchestrator.settings.alert_interval)}", periodic_id="alerts"
     )(alert_task)
 
 

@@ -16,6 +16,16 @@ from workflows.settings import pipeline_settings
 logger = logging.getLogger("workflows.alerts")
 
 
+def console_link(settings: Settings, path: str) -> str | None:
+    """``path`` on the console (``/jobs/12``), when ``ORCHESTRATOR_DASHBOARD_URL`` is set.
+
+    >>> console_link(Settings(dashboard_url="https://ops.example/console/"), "/jobs/12")
+    'https://ops.example/console/jobs/12'
+    """
+    base = settings.dashboard_url
+    return None if not base else f"{base.rstrip('/')}/{path.lstrip('/')}"
+
+
 def alert_text(alert: Alert) -> str:
     parts = [f"ALERT: {alert.summary}"]
     client = alert.payload.get("client")

@@ -50,6 +50,9 @@ STEPS = ("pt1", "pt2", "pt3", "pt4", "pt5")
 #: months keep their figures from the pipeline tables).
 RUNS_PER_WORKFLOW = 2_000
 DEFAULT_MONTHS = 4
+#: A client's page lists its jobs among the newest this-many jobs (the Jobs page, filtered
+#: by client, pages further back).
+RECENT_JOBS_WINDOW = 10_000
 #: The figures of a cell (the columns of ``month_facts``); all ``None`` before any step ran.
 FACT_KEYS = (
     "files", "rows_pulled", "people", "bad_rows", "raw_rows", "cleaned", "texas_hnw",
@@ -187,7 +190,10 @@ async def client_page(conn: Conn, params: Mapping[str, str]) -> dict[str, Any]:
         "client": client,
         "months": months,
         "cells": cells[client_id],
-        "jobs": await _rows(conn, "client_jobs", {"client": client["name"]}),
+        "jobs": await _rows(
+            conn, "client_jobs", {"client": client["name"], "window": RECENT_JOBS_WINDOW}
+        ),
+        "jobs_window": RECENT_JOBS_WINDOW,
         "evergreen": await _rows(conn, "evergreen_history", {"client_id": client_id}),
     }
 

@@ -14,6 +14,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from orchestrator import PermanentError, Workflow, WorkflowContext
+from workflows.alerts import console_link
 from workflows.clients import get_client
 from workflows.gaps import build_gap_report, sample_evenly_by_zip
 from workflows.inputs import ClientMonth, client_lock
@@ -114,13 +115,19 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
             dedupe_key=month_dedupe_key(client.name, data.month),
         )
     alert = any(s["kind"] == "alert_head_of_fulfilment" for s in report.suggestions)
-    await notify(
-        ctx,
+    text = (
         ("ALERT head of fulfilment: " if alert else "")
         + f"PT3 gap analysis for {client.name}, {data.month}: {report.cleaned_count} cleaned "
         f"vs target {report.target} ({report.status.replace('_', ' ')}, gap {report.gap})"
-        + ("; upsell flagged, month sampled evenly by ZIP" if report.upsell else ""),
+        + ("; upsell flagged, month sampled evenly by ZIP" if report.upsell else "")
     )
+    if alert:
+        # the person alerted opens the run (its report) and the client's history from here
+        job = console_link(ctx.settings, f"/jobs/{ctx.job_id}")
+        history = console_link(ctx.settings, f"/board/clients/{client.id}")
+        if job and history:
+            text += f" — {job} (client: {history})"
+    await notify(ctx, text)
     return body
 
 

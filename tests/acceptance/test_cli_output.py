@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
+from orchestrator._migrate import head_revisions
 from tests.fix_cli import cli, cli_many, job_status, run_cli, run_rows, wait_until, worker
 from tests.fix_db import subprocess_env
 
@@ -58,7 +59,8 @@ def test_worker_banner_and_one_line_per_expected_failure(database_url: str, tmp_
     assert "workflows: " in banner[1] and "flaky_fast" in banner[1]
     assert "schedules: monthly_pipeline next " in banner[2]
     database = conninfo_to_dict(database_url)["dbname"]
-    assert f"database:  {database} on " in banner[3] and "schema 0010_fencing_pipeline" in banner[3]
+    [head] = head_revisions()
+    assert f"database:  {database} on " in banner[3] and f"schema {head}" in banner[3]
 
     assert f"workflow flaky job {flaky} attempt 1 failed after running " in log
     assert re.search(

@@ -5,7 +5,9 @@ fresh database; a small month runs against the local EmailBison stand-in (slowed
 PT4 is seen while it runs). Checked: the run-month action from a client's page, the pipeline
 board filling in live (server-sent events, no reload), a progress bar during PT4, a failed
 job's traceback, the retry button retrying it, and a hostile client name shown as text.
-Screenshots go to ``docs/screenshots/``.
+Screenshots go to a temporary directory; with ``ORCHESTRATOR_WRITE_SCREENSHOTS=1`` they
+replace the README's pictures in ``docs/screenshots/`` (done by hand when the pages change,
+so a test run never dirties the tree).
 
 Needs Debian's ``chromium`` (``apt-get install chromium``) and Playwright for Python; without
 them the test is skipped with the reason, unless ``ORCHESTRATOR_REQUIRE_BROWSER=1`` (CI),
@@ -32,7 +34,7 @@ from workflows.standins.emailbison_server import LocalEmailBison
 from workflows.standins.synthetic import generate_exports
 from workflows.windows import evergreen_name, windows_for_month
 
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = (
     os.environ.get("ORCHESTRATOR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 )
@@ -50,6 +52,15 @@ def _browser_missing() -> str | None:
     except ImportError:
         return "Playwright for Python is not installed (pip install playwright)"
     return None
+
+
+def screenshot_dir(tmp_path: Path) -> Path:
+    """``docs/screenshots`` when asked (``ORCHESTRATOR_WRITE_SCREENSHOTS=1``), else a temp dir."""
+    if os.environ.get("ORCHESTRATOR_WRITE_SCREENSHOTS") == "1":
+        return DOCS_SCREENSHOTS
+    folder = tmp_path / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +111,8 @@ def _job_state(database_url: str, job_id: int) -> str:
 def test_an_operator_watches_a_month_and_retries_a_failure(
     browser: Any, database_url: str, tmp_path: Path
 ) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = screenshot_dir(tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
     with LocalEmailBison() as bison:
         key = f"eb-{secrets.token_hex(12)}"
         bison.add_workspace(key)
@@ -183,11 +195,11 @@ def test_an_operator_watches_a_month_and_retries_a_failure(
             page.wait_for_selector(f"{pt4} progress", timeout=90_000)
             bar = page.inner_text(f"{pt4} .progress-text")
             assert "leads" in bar, bar
-            page.screenshot(path=str(SCREENSHOTS / "board-pt4-progress.png"), full_page=True)
+            page.screenshot(path=str(shots / "board-pt4-progress.png"), full_page=True)
             page.wait_for_selector("text=windows 4/4", timeout=90_000)
             bison.slow_seconds = 0.0
             assert page.get_by_text(HOSTILE, exact=True).is_visible()
-            page.screenshot(path=str(SCREENSHOTS / "board.png"), full_page=True)
+            page.screenshot(path=str(shots / "board.png"), full_page=True)
 
             # -- a job that fails: PT5 for a window no PT4 prepared
             week = cli(database_url, "run-week", CLIENT, "2027-06-07", env=env)
@@ -200,11 +212,11 @@ def test_an_operator_watches_a_month_and_retries_a_failure(
             page.goto(f"{base}/jobs/{failing}")
             page.wait_for_selector("text=Traceback (most recent call last)")
             assert page.is_visible("text=was never prepared")
-            page.screenshot(path=str(SCREENSHOTS / "job-failed.png"), full_page=True)
+            page.screenshot(path=str(shots / "job-failed.png"), full_page=True)
 
             page.goto(f"{base}/failures")
             page.wait_for_selector(f"input[name=job_id][value='{failing}']")
-            page.screenshot(path=str(SCREENSHOTS / "failures.png"), full_page=True)
+            page.screenshot(path=str(shots / "failures.png"), full_page=True)
 
             # -- retry it from the job page
             page.goto(f"{base}/jobs/{failing}")
@@ -219,7 +231,7 @@ def test_an_operator_watches_a_month_and_retries_a_failure(
 
             page.goto(f"{base}/")
             page.wait_for_selector("text=Jobs by workflow")
-            page.screenshot(path=str(SCREENSHOTS / "overview.png"), full_page=True)
+            page.screenshot(path=str(shots / "overview.png"), full_page=True)
             page.goto(f"{base}/jobs/{failing}")
             page.wait_for_selector("text=attempt 2")
             page.close()

@@ -3,7 +3,8 @@
 Example (what ``orchestrator dashboard`` does, see :mod:`orchestrator._dashboard.server`)::
 
     orch = Orchestrator()
-    app = create_app(orch, settings=load_dashboard_settings(), pages=load_pages(orch.settings))
+    app = create_app(orch, settings=DashboardSettings.of(orch.settings),
+                     pages=load_pages(orch.settings))
     uvicorn.run(app, host="127.0.0.1", port=8080)
 
 Every page reads through :func:`read_only`: a pooled connection in a READ ONLY transaction
@@ -173,13 +174,18 @@ async def jobs(request: Request) -> Response:
     keys = console.settings.filter_keys()
     filters = data.JobFilters.from_params(request.query_params, keys)
     async with console.read_only_connection() as conn:
-        rows, next_before = await data.list_jobs(conn, filters, console.settings.page_size)
+        page = await data.list_jobs(
+            conn, filters, console.settings.page_size, window=data.SEARCH_WINDOW
+        )
+    next_before = page.next_before
     return console.render(
         request,
         "jobs.html",
         {
             "page_title": "Jobs",
-            "jobs": rows,
+            "jobs": page.rows,
+            "window_floor": page.window_floor,
+            "window": data.SEARCH_WINDOW,
             "filters": filters,
             "filter_keys": keys,
             "workflows": console.orch.registry.names(),
@@ -240,13 +246,32 @@ async def job_detail(request: Request) -> Response:
 
 
 async def failures(request: Request) -> Response:
+    """All groups (the newest jobs of each), or one group (``?error_type=``) page by page."""
     console: Console = request.app.state.console
+    error_type = request.query_params.get("error_type", "").strip() or None
+    before_text = request.query_params.get("before", "")
+    before = int(before_text) if before_text.isdigit() else None
+    per_group = data.FAILURES_PER_GROUP if error_type is None else console.settings.page_size
     async with console.read_only_connection() as conn:
-        groups = await data.failures(conn)
+        groups = await data.failures(
+            conn,
+            error_type=error_type,
+            before=before,
+            per_group=per_group,
+            scan=data.FAILURE_SCAN,
+        )
+        beyond = await data.failures_beyond_scan(conn, data.FAILURE_SCAN)
     return console.render(
         request,
         "failures.html",
-        {"page_title": "Failures", "groups": groups, "scan": data.FAILURE_SCAN},
+        {
+            "page_title": "Failures" if error_type is None else f"Failures: {error_type}",
+            "groups": groups,
+            "scan": data.FAILURE_SCAN,
+            "error_type": error_type,
+            "paged": before is not None,
+            "beyond": beyond,
+        },
     )
 
 
@@ -286,8 +311,8 @@ async def metrics(request: Request) -> Response:
     console: Console = request.app.state.console
 
     async def read() -> Any:
-        # A scrape reads all of agent_runs (~0.35 s per 200,000 runs here): it gets more time
-        # than a page, and its answer is cached for a few seconds.
+        # A scrape reads counters, not the run history; it still gets more time than a page
+        # (a busy database), and its answer is cached for a few seconds.
         timeout = max(METRICS_TIMEOUT_S, console.settings.statement_timeout)
         async with console.read_only_connection(timeout) as conn:
             return await read_snapshot(conn)

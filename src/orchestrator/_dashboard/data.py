@@ -24,6 +24,13 @@ from orchestrator._status import STATES
 Conn = AsyncConnection[DictRow]
 #: At most this many failed attempts of each kind are looked at by the failures inbox.
 FAILURE_SCAN = 2_000
+#: Jobs shown per error type on the failures inbox (a "more" link pages through the rest).
+FAILURES_PER_GROUP = 10
+#: Filters no index answers (workflow, a finished state, payload keys, free text) read at
+#: most this many of the newest jobs per page; the page links on to the next ones.
+SEARCH_WINDOW = 10_000
+#: States of unfinished jobs, found through procrastinate's index on them at any size.
+LIVE_STATES = ("waiting", "delayed", "active")
 
 
 async def _rows(conn: Conn, name: str, params: Mapping[str, Any] | None = None) -> list[DictRow]:
@@ -163,10 +170,38 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+@dataclass
+class JobsPage:
+    """One page of the jobs list.
+
+    ``next_before``: the id to continue from (the "older" link), if there may be more.
+    ``window_floor``: set when a filter without an index (see :data:`SEARCH_WINDOW`) looked
+    only at the newest :data:`SEARCH_WINDOW` jobs below ``before``, down to this id, and found
+    less than a page there; older jobs were not looked at (the page says so and links on).
+    """
+
+    rows: list[DictRow]
+    next_before: int | None
+    window_floor: int | None = None
+
+
 async def list_jobs(
-    conn: Conn, filters: JobFilters, limit: int
-) -> tuple[list[DictRow], int | None]:
-    """One page of jobs (newest first) and the id to continue from, if there is more."""
+    conn: Conn, filters: JobFilters, limit: int, *, window: int = SEARCH_WINDOW
+) -> JobsPage:
+    """One page of jobs (newest first). A filter no index answers reads at most ``window``
+    jobs (see :class:`JobsPage`); a live state reads only unfinished jobs, through
+    procrastinate's index on them; the dedupe key reads its own index (migration 0011)."""
+    floor = None
+    among: list[int] | None = None
+    window_params = {"before": filters.before, "window": window}
+    if filters.dedupe_key:
+        pass  # its own index finds the few jobs with that key
+    elif filters.state in LIVE_STATES:
+        among = [int(r["id"]) for r in await _rows(conn, "unfinished_job_ids", window_params)]
+        floor = among[-1] if len(among) >= window else None
+    elif filters.workflow or filters.state or filters.search or filters.payload:
+        found = await _rows(conn, "job_window_floor", window_params)
+        floor = int(found[0]["id"]) if found else None
     rows = await _rows(
         conn,
         "list_jobs",
@@ -177,12 +212,18 @@ async def list_jobs(
             "contains": json.dumps(filters.payload) if filters.payload else None,
             "search": _like_pattern(filters.search) if filters.search else None,
             "before": filters.before,
+            "floor": floor,
+            "among": among,
             "limit": limit + 1,
         },
     )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (int(rows[-1]["job_id"]) if more and rows else None)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return JobsPage(rows, int(rows[-1]["job_id"]))
+    if floor is not None:
+        # the window ran out before the page filled: older jobs exist, unread
+        return JobsPage(rows, floor, window_floor=floor)
+    return JobsPage(rows, None)
 
 
 # -- one job ---------------------------------------------------------------------------------
@@ -201,14 +242,59 @@ async def job_detail(conn: Conn, job_id: int) -> dict[str, Any] | None:
 # -- failures --------------------------------------------------------------------------------
 
 
-async def failures(conn: Conn, scan: int = FAILURE_SCAN) -> list[dict[str, Any]]:
-    """Failed and retrying jobs grouped by error type, biggest group first."""
-    groups: dict[str, dict[str, Any]] = {}
-    for row in await _rows(conn, "failures", {"scan": scan}):
-        group = groups.setdefault(
-            row["error_type"], {"error_type": row["error_type"], "jobs": [], "failed": 0}
-        )
-        group["jobs"].append(row)
-        if row["state"] == "failed":
-            group["failed"] += 1
-    return sorted(groups.values(), key=lambda g: (-len(g["jobs"]), g["error_type"]))
+@dataclass
+class FailureGroup:
+    """One error type in the failures inbox: its size and the jobs shown of it."""
+
+    error_type: str
+    size: int
+    failed: int
+    jobs: list[DictRow] = field(default_factory=list)
+    next_before: int | None = None
+    """The run id to continue this group from (the "more" link), if it has more jobs."""
+
+
+async def failures(
+    conn: Conn,
+    *,
+    error_type: str | None = None,
+    before: int | None = None,
+    per_group: int = FAILURES_PER_GROUP,
+    scan: int = FAILURE_SCAN,
+) -> list[FailureGroup]:
+    """Failed and retrying jobs grouped by error type, biggest group first.
+
+    Every group says how many jobs it holds but shows only its newest ``per_group``; with
+    ``error_type`` only that group, continuing below run id ``before`` (keyset pagination):
+    a page shows a bounded number of jobs however many thousands failed.
+    """
+    groups: dict[str, FailureGroup] = {}
+    rows = await _rows(
+        conn,
+        "failures",
+        {
+            "scan": scan,
+            "per_group": per_group + 1,
+            "error_type": error_type,
+            "before": before,
+        },
+    )
+    for row in rows:
+        group = groups.get(row["error_type"])
+        if group is None:
+            group = groups[row["error_type"]] = FailureGroup(
+                row["error_type"], int(row["group_size"]), int(row["group_failed"])
+            )
+        group.jobs.append(row)
+    for group in groups.values():
+        if len(group.jobs) > per_group:
+            group.jobs = group.jobs[:per_group]
+            group.next_before = int(group.jobs[-1]["run_id"])
+    return list(groups.values())
+
+
+async def failures_beyond_scan(conn: Conn, scan: int = FAILURE_SCAN) -> bool:
+    """Whether older failing attempts exist than the inbox looks at (its sizes are then
+    lower bounds: the page says so)."""
+    [row] = await _rows(conn, "failures_beyond_scan", {"scan": scan})
+    return bool(row["beyond"])

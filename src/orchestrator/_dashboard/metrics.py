@@ -1,9 +1,11 @@
 """``/metrics``: Prometheus text, read from the database at scrape time.
 
-Nothing is counted in process memory: every figure comes from ``agent_runs`` (kept forever,
-so its totals only grow) and procrastinate's tables, so any number of console processes
-answer the same. A snapshot is reused for :data:`CACHE_S` seconds, so several scrapers cost
-one set of queries.
+Nothing is counted in process memory: every figure comes from the database, so any number
+of console processes answer the same. The attempt counters and the duration histogram cover
+all of ``agent_runs`` (kept forever, so its totals only grow) without reading it: triggers
+keep ``orchestrator_run_counts`` (migration 0011) as attempts finish, and a scrape sums that
+small table, so it costs the same at a thousand or a million runs. A snapshot is reused for
+:data:`CACHE_S` seconds, so several scrapers cost one set of queries.
 
 =============================================  =====================================================
 ``orchestrator_jobs_enqueued_total``           jobs per workflow: first attempts recorded + jobs
@@ -44,6 +46,8 @@ from prometheus_client.registry import Collector
 from orchestrator._dashboard.data import Conn, _rows
 from orchestrator._status import STATES
 
+#: Upper bounds (seconds) of the duration histogram; the database's
+#: ``orchestrator_run_duration_bucket`` counts with the same bounds (migration 0011).
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)
 CACHE_S = 5.0
 
@@ -65,7 +69,7 @@ class Snapshot:
 async def read_snapshot(conn: Conn) -> Snapshot:
     snap = Snapshot()
     runs: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in await _rows(conn, "metrics_runs", {"bounds": list(DURATION_BUCKETS)}):
+    for row in await _rows(conn, "metrics_runs"):
         key = (row["workflow"], row["status"])
         total = runs.setdefault(
             key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 
 from orchestrator import Orchestrator
-from orchestrator._alerts import Alert, AlertSettings, sweep
+from orchestrator._alerts import Alert, sweep
 from orchestrator._settings import Settings
 from tests.fix_worker import execute
 from workflows.alerts import alert_text, slack_alert
@@ -34,9 +34,9 @@ async def test_each_alert_goes_out_once_and_a_failing_hook_is_harmless(
     async def broken(alert: Alert, settings: Settings) -> None:
         raise RuntimeError("hook down")
 
-    config = AlertSettings(dashboard_url="https://console.example")
-    first = await sweep(orch.pool, orch.settings, [broken, record], config)
-    again = await sweep(orch.pool, orch.settings, [record], config)
+    settings = orch.settings.model_copy(update={"dashboard_url": "https://console.example"})
+    first = await sweep(orch.pool, settings, [broken, record])
+    again = await sweep(orch.pool, settings, [record])
 
     kinds = sorted(a.kind for a in first)
     assert kinds == ["job_failed", "worker_stalled"], first

@@ -76,7 +76,10 @@ async def test_no_zip_left_alerts_head_of_fulfilment(
 ) -> None:
     # Slack answers 500: the alert is still attempted, and the run still succeeds
     with stub_server(lambda request: (500, {"error": "slack is down"})) as slack:
-        pipeline = await make_pipeline(slack_webhook_url=f"{slack.url}/services/T0/B0/secret")
+        pipeline = await make_pipeline(
+            slack_webhook_url=f"{slack.url}/services/T0/B0/secret",
+            dashboard_url="https://ops.example/console/",
+        )
         client = await make_client(states=("TX",), zips=PULLED)
         await seed_leads(pipeline, client, MONTH, make_leads([100, 100, 100, 100], zips=PULLED))
 
@@ -93,6 +96,26 @@ async def test_no_zip_left_alerts_head_of_fulfilment(
     text = post.body["text"]
     assert text.startswith("ALERT head of fulfilment: PT3 gap analysis for Acme Insurance, 2026-09")
     assert "400 cleaned vs target 15000" in text
+    # a link to the run and to the client's history on the console
+    assert text.endswith(
+        f" — https://ops.example/console/jobs/{result.job_id}"
+        f" (client: https://ops.example/console/board/clients/{client.id})"
+    )
+
+
+async def test_no_zip_left_alert_without_a_console_url_has_no_link(
+    make_pipeline: PipelineFactory, make_client: ClientFactory
+) -> None:
+    with stub_server(lambda request: (200, {})) as slack:
+        pipeline = await make_pipeline(slack_webhook_url=f"{slack.url}/services/T0/B0/secret")
+        client = await make_client(states=("TX",), zips=PULLED)
+        await seed_leads(pipeline, client, MONTH, make_leads([100, 100, 100, 100], zips=PULLED))
+        result = await run_job(pipeline, "pt3", {"client": client.name, "month": MONTH})
+
+    assert result.status == "succeeded", result.runs
+    [post] = slack.requests
+    assert post.body["text"].startswith("ALERT head of fulfilment: ")
+    assert "http" not in post.body["text"]
 
 
 async def test_rerun_replaces_the_report(

@@ -138,3 +138,43 @@ def test_an_option_is_checked_against_its_setting() -> None:
     assert check_option("--concurrency", 256, Settings, "concurrency") == 256
     with pytest.raises(ConfigurationError, match=r"^--concurrency 0: expected an integer"):
         check_option("--concurrency", 0, Settings, "concurrency")
+
+
+def test_console_and_alert_settings_are_settings_like_any_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The console's and the alert sweep's variables are fields of the one Settings class:
+    read, validated with the others and known to the unknown-variable check (a typo in one
+    is named with the closest real name)."""
+    monkeypatch.setenv("ORCHESTRATOR_DASHBOARD_URL", "https://console.example")
+    monkeypatch.setenv("ORCHESTRATOR_DASHBOARD_STATEMENT_TIMEOUT", "1500ms")
+    monkeypatch.setenv("ORCHESTRATOR_ALERT_INTERVAL", "45s")
+    monkeypatch.setenv("ORCHESTRATOR_DASHBOARD_TOKNE", "x" * 20)
+    settings, warnings = read_settings()
+    assert settings.dashboard_url == "https://console.example"
+    assert settings.dashboard_statement_timeout == 1.5
+    assert settings.alert_interval == 45
+    assert warnings == [
+        "unknown setting ORCHESTRATOR_DASHBOARD_TOKNE ignored; did you mean "
+        "ORCHESTRATOR_DASHBOARD_TOKEN?"
+    ]
+
+
+def test_console_settings_are_checked_together_with_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_DASHBOARD_TOKEN", "short-secret")
+    monkeypatch.setenv("ORCHESTRATOR_DASHBOARD_TIMEZONE", "Mars/Olympus")
+    monkeypatch.setenv("ORCHESTRATOR_ALERT_RETRIES", "0")
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "ORCHESTRATOR_DASHBOARD_TOKEN" in message and "16 characters" in message
+    assert "short-secret" not in message
+    assert "ORCHESTRATOR_DASHBOARD_TIMEZONE" in message and "Mars/Olympus" in message
+    assert "ORCHESTRATOR_ALERT_RETRIES" in message
+
+
+def test_a_blank_console_token_is_no_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_DASHBOARD_TOKEN", "")
+    assert load_settings().dashboard_token is None

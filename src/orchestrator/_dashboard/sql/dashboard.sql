@@ -52,8 +52,27 @@ SELECT w.id AS worker_id, w.last_heartbeat,
          WHERE job_id = j.id AND status = 'running' ORDER BY id DESC LIMIT 1) r ON TRUE
  ORDER BY w.id, j.id;
 
+-- job_window_floor --
+-- The lowest id among the newest %(window)s jobs below %(before)s (NULL: fewer remain). Filters
+-- no index answers (workflow, a finished state, payload keys, free text) look only at jobs
+-- from here up, so a filter that matches little never reads the whole table; the page links
+-- on to the next window.
+SELECT id FROM procrastinate_jobs
+ WHERE %(before)s::bigint IS NULL OR id < %(before)s
+ ORDER BY id DESC
+OFFSET %(window)s - 1 LIMIT 1;
+
+-- unfinished_job_ids --
+-- The newest %(window)s unfinished jobs below %(before)s, through procrastinate's index on them.
+SELECT id FROM procrastinate_jobs
+ WHERE status IN ('todo', 'doing') AND (%(before)s::bigint IS NULL OR id < %(before)s)
+ ORDER BY id DESC
+ LIMIT %(window)s;
+
 -- list_jobs --
--- Newest first, keyset-paginated on job id, with the latest attempt of each job.
+-- Newest first, keyset-paginated on job id, with the latest attempt of each job. The dedupe
+-- key filter reads its own index (migration 0011); a live state (waiting, delayed, active)
+-- looks only %(among)s the unfinished jobs found by unfinished_job_ids.
 SELECT j.job_id, j.workflow, j.state, j.attempts, j.priority, j.scheduled_at, j.dedupe_key,
        j.payload, r.run_id, r.status AS run_status, r.started_at, r.finished_at,
        r.progress, r.error ->> 'type' AS error_type, r.error ->> 'message' AS error_message
@@ -67,6 +86,8 @@ SELECT j.job_id, j.workflow, j.state, j.attempts, j.priority, j.scheduled_at, j.
    AND (%(contains)s::jsonb IS NULL OR j.payload @> %(contains)s::jsonb)
    AND (%(search)s::text IS NULL OR j.payload::text ILIKE %(search)s)
    AND (%(before)s::bigint IS NULL OR j.job_id < %(before)s)
+   AND (%(floor)s::bigint IS NULL OR j.job_id >= %(floor)s)
+   AND (%(among)s::bigint[] IS NULL OR j.job_id = ANY(%(among)s::bigint[]))
  ORDER BY j.job_id DESC
  LIMIT %(limit)s;
 
@@ -93,7 +114,10 @@ SELECT type::text AS type, at FROM procrastinate_events WHERE job_id = %(job_id)
 
 -- failures --
 -- Jobs failed for good or waiting for a retry, found through their latest failed attempts
--- (newest first, through the agent_runs status index), one row per job.
+-- (the newest %(scan)s of each kind, through the agent_runs status index), one row per job,
+-- grouped by error type: each group's size and the newest %(per_group)s jobs of it (with
+-- %(error_type)s, only that group, from run id %(before)s down). Reading a bounded window of
+-- attempts keeps the page's cost the same at any history size.
 WITH recent AS (
     (SELECT id, job_id, error, finished_at FROM agent_runs
       WHERE status = 'failed' ORDER BY id DESC LIMIT %(scan)s)
@@ -104,30 +128,56 @@ WITH recent AS (
     (SELECT id, job_id, error, finished_at FROM agent_runs
       WHERE status = 'abandoned' ORDER BY id DESC LIMIT %(scan)s)
 ), latest AS (
-    SELECT DISTINCT ON (job_id) job_id, id AS run_id, error, finished_at
+    SELECT DISTINCT ON (job_id) job_id, id AS run_id,
+           COALESCE(error ->> 'type', 'Unknown') AS error_type
       FROM recent ORDER BY job_id, id DESC
+), failing AS (
+    SELECT l.job_id, l.run_id, l.error_type,
+           count(*) OVER w AS group_size,
+           count(*) FILTER (WHERE pj.status = 'failed') OVER w AS group_failed,
+           -- the position among the group's jobs shown from %(before)s down
+           count(*) FILTER (WHERE %(before)s::bigint IS NULL OR l.run_id < %(before)s)
+               OVER (w ORDER BY l.run_id DESC ROWS UNBOUNDED PRECEDING) AS rank
+      FROM latest l
+      JOIN procrastinate_jobs pj ON pj.id = l.job_id
+     WHERE (pj.status = 'failed' OR (pj.status = 'todo' AND pj.attempts > 0))
+       AND (%(error_type)s::text IS NULL OR l.error_type = %(error_type)s)
+    WINDOW w AS (PARTITION BY l.error_type)
 )
-SELECT j.job_id, j.workflow, j.state, j.attempts, j.scheduled_at, j.payload, l.run_id,
-       l.finished_at,
-       COALESCE(l.error ->> 'type', 'Unknown') AS error_type,
-       l.error ->> 'message' AS error_message
-  FROM latest l
-  JOIN orchestrator_jobs j ON j.job_id = l.job_id
- WHERE j.state = 'failed'
-    OR (j.procrastinate_status = 'todo' AND j.attempts > 0)
- ORDER BY l.run_id DESC;
+SELECT f.error_type, f.group_size, f.group_failed, j.job_id, j.workflow, j.state, j.attempts,
+       j.scheduled_at, j.payload, f.run_id, r.finished_at, r.error ->> 'message' AS error_message
+  FROM failing f
+  JOIN orchestrator_jobs j ON j.job_id = f.job_id
+  JOIN agent_runs r ON r.id = f.run_id
+ WHERE f.rank <= %(per_group)s
+   AND (%(before)s::bigint IS NULL OR f.run_id < %(before)s)
+ ORDER BY f.group_size DESC, f.error_type, f.run_id DESC;
+
+-- failures_beyond_scan --
+-- Are there failed, retried or abandoned attempts older than the failures inbox looks at?
+-- (Then its group sizes count only the newest ones.)
+SELECT EXISTS (SELECT 1 FROM (SELECT id FROM agent_runs WHERE status = 'failed'
+                               ORDER BY id DESC OFFSET %(scan)s LIMIT 1) f)
+    OR EXISTS (SELECT 1 FROM (SELECT id FROM agent_runs WHERE status = 'retrying'
+                               ORDER BY id DESC OFFSET %(scan)s LIMIT 1) r)
+    OR EXISTS (SELECT 1 FROM (SELECT id FROM agent_runs WHERE status = 'abandoned'
+                               ORDER BY id DESC OFFSET %(scan)s LIMIT 1) a) AS beyond;
 
 -- metrics_runs --
--- Every attempt ever recorded (agent_runs is never pruned), in one scan: by workflow, outcome
--- and duration bucket (width_bucket over the histogram bounds; NULL while running).
-SELECT workflow, status::text AS status,
-       width_bucket(EXTRACT(EPOCH FROM finished_at - started_at)::float8, %(bounds)s::float8[])
-           AS bucket,
-       count(*) AS n,
-       count(*) FILTER (WHERE attempt = 1) AS first_attempts,
-       COALESCE(sum(EXTRACT(EPOCH FROM finished_at - started_at)), 0) AS duration_sum
+-- Every attempt ever recorded (agent_runs is never pruned) by workflow, outcome and duration
+-- bucket: finished ones from the counters the agent_runs triggers keep (migration 0011, a few
+-- hundred rows at any history size), running ones live through the partial index on them
+-- (bucket NULL: no duration yet).
+SELECT workflow, status::text AS status, bucket, sum(n) AS n,
+       sum(first_attempts) AS first_attempts, sum(duration_s) AS duration_sum
+  FROM orchestrator_run_counts
+ GROUP BY workflow, status, bucket
+HAVING sum(n) <> 0
+ UNION ALL
+SELECT workflow, 'running', NULL, count(*), count(*) FILTER (WHERE attempt = 1), 0
   FROM agent_runs
- GROUP BY 1, 2, 3;
+ WHERE status = 'running'
+ GROUP BY workflow;
 
 -- metrics_queue_wait --
 -- First attempts started in the last hour: seconds from enqueue (the 'deferred' event) to
