@@ -58,27 +58,44 @@ def bare_worker(concurrency: int | None = None) -> list[str]:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one live process (0 if it is gone)."""
+    """CPU seconds of one process: its own (user + system) and that of its children that have
+    exited and been waited for (``cutime`` + ``cstime``). 0 if the process is gone.
+
+    A process may exit at any moment while the tree is read: it then counts 0 in this sample,
+    and its time shows again in its parent's children time once the parent has reaped it
+    (PostgreSQL's postmaster reaps its backends at once, ``orchestrator worker``'s supervisor
+    its worker processes within 0.2 s). A sample taken in that short gap is low by that
+    process's CPU; the totals of a measurement (taken when nothing is exiting) are exact."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    except OSError:
+        fields = stat.rpartition(")")[2].split()
+        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    except (OSError, ValueError, IndexError):
         return 0.0
-    fields = stat.rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _children(pid: int) -> list[int]:
+    """The live children of ``pid`` (of every thread), ``[]`` if it is gone.
+
+    Every read is guarded: a process (a PostgreSQL backend, a restarting worker) may exit
+    between the listing of its threads and the reading of each."""
     found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
         try:
             found += [int(c) for c in (task / "children").read_text(encoding="ascii").split()]
-        except OSError:
+        except (OSError, ValueError):
             continue
     return found
 
 
 def tree_cpu_seconds(pids: Sequence[int]) -> float:
-    """CPU seconds used so far by ``pids`` and all their descendants (Linux /proc)."""
+    """CPU seconds used so far by ``pids`` and all their descendants, live or exited and
+    reaped (Linux /proc). Never raises for a process that is gone: see :func:`_cpu_seconds`."""
     total, todo, seen = 0.0, list(pids), set()
     while todo:
         pid = todo.pop()

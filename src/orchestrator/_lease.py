@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 
 import psycopg
 from psycopg.rows import DictRow
@@ -47,8 +48,17 @@ class LeaseExpired(WorkerStopping):
 class Lease:
     """The lease of one attempt (its ``agent_runs`` row ``run_id``)."""
 
-    def __init__(self, pool: Pool, run_id: int, *, stalled_after: float) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        run_id: int,
+        *,
+        stalled_after: float,
+        on_hold: Callable[[], None] = lambda: None,
+    ) -> None:
         self.pool = pool
+        #: Called once a step's hold is taken (its row counts the step; see _changes).
+        self.on_hold = on_hold
         self.run_id = run_id
         self.stalled_after = stalled_after
         self._fenced: FencedAttempt | None = None
@@ -120,3 +130,4 @@ class Lease:
         cursor = await conn.execute(QUERIES["hold_lease"], {"run_id": self.run_id})
         if await cursor.fetchone() is None:
             raise self.fence("crash recovery re-queued the job before this step committed")
+        self.on_hold()  # the notification leaves after a delay, after the step's commit

@@ -29,12 +29,13 @@ from orchestrator import _preflight as preflight
 from orchestrator import _recovery as recovery
 from orchestrator import _status as status
 from orchestrator import _tasks as tasks
+from orchestrator._changes import ChangeNotifier, quiet_triggers
 from orchestrator._database import resolve_database_url
 from orchestrator._driver_errors import driver_errors, translated
 from orchestrator._errors import DuplicateJob
 from orchestrator._job_manager import GuardedJobManager
 from orchestrator._plugins import load_registry, plugin_secrets
-from orchestrator._pool import CheckedPool
+from orchestrator._pool import AutocommitConnector, CheckedPool
 from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber
 from orchestrator._registry import Registry
@@ -81,7 +82,7 @@ class Orchestrator:
         )
         if database_url is not None:
             self.scrubber.add([database_url])
-        self._connector = procrastinate.PsycopgConnector(
+        self._connector = AutocommitConnector(
             pool_factory=cast(Callable[..., AsyncConnectionPool[Any]], self._make_pool)
         )
         self.app = procrastinate.App(
@@ -94,8 +95,12 @@ class Orchestrator:
                 "concurrency": self.settings.concurrency,
             },
         )
+        #: A worker's changes to runs and job statuses, told to the console (a worker's
+        #: connections do not notify from the triggers: see orchestrator._changes).
+        self.changes = ChangeNotifier(lambda: self.pool, enabled=worker)
         # A worker's late status update never ends a job that crash recovery moved on.
-        self.app.job_manager = GuardedJobManager(self._connector)
+        self.job_manager = GuardedJobManager(self._connector, on_change=self.changes.changed)
+        self.app.job_manager = self.job_manager
         for workflow in self.registry:
             tasks.register_workflow(self, workflow)
         tasks.register_maintenance(self)
@@ -122,6 +127,7 @@ class Orchestrator:
             timeout=self.settings.connect_timeout * 3,
             name="orchestrator",
             trust_recent=self._worker,
+            configure=quiet_triggers if self._worker else None,
             **kwargs,
         )
 
@@ -138,6 +144,7 @@ class Orchestrator:
         return self
 
     async def close(self) -> None:
+        await self.changes.close()
         await self.app.close_async()
         self._runner = None
 
@@ -163,6 +170,8 @@ class Orchestrator:
                 enqueue=self.enqueue_workflow,
                 scrubber=self.scrubber,
                 stopping=lambda: self.stopping,
+                jobs_finished=self.job_manager.finished_by_runner,
+                on_change=self.changes.changed,
             )
         return self._runner
 
@@ -387,16 +396,23 @@ class Orchestrator:
     @translated("could not re-queue the jobs cut off from the database")
     async def requeue_cut_off(self) -> list[int]:
         """Re-queue the jobs whose attempts this process could not record (database lost)."""
-        return await recovery.requeue_cut_off(self.pool, self.runner.cut_off)
+        requeued = await recovery.requeue_cut_off(self.pool, self.runner.cut_off)
+        if requeued:
+            self.changes.changed()
+        return requeued
 
     @translated("recovery sweep failed")
     async def recover(self) -> recovery.RecoveryReport:
         if self._runner is not None and self._runner.cut_off:
             # This process's own attempts cut off from the database: re-queued at once.
             await recovery.requeue_cut_off(self.pool, self._runner.cut_off)
-        return await recovery.recover(
+            self.changes.changed()
+        report = await recovery.recover(
             self.pool,
             self.app.job_manager,
             stalled_after=self.settings.stalled_after,
             reconcile_after=self.settings.reconcile_after,
         )
+        if report.requeued or report.finished or report.failed or report.reconciled:
+            self.changes.changed()
+        return report

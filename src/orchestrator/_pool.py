@@ -1,4 +1,5 @@
-"""The connection pool: psycopg's, with a health check that costs no time when it fails.
+"""The connection pool: psycopg's, with a health check that costs no time when it fails;
+procrastinate's connector on it, running its single statements in autocommit mode.
 
 Connections idle in a pool die together when the server restarts or their backends are
 terminated. psycopg_pool's own ``check=`` callback catches them, but sleeps between two failed
@@ -16,9 +17,12 @@ connection. Example::
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+import procrastinate
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
@@ -86,3 +90,51 @@ class CheckedPool(AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]):
         if left <= 0:
             raise PoolTimeout(f"couldn't get a working connection after {budget:.2f} sec")
         return left
+
+
+@contextlib.asynccontextmanager
+async def autocommit(
+    conn: psycopg.AsyncConnection[Any],
+) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A pooled connection in autocommit mode for the block, back in transaction mode after.
+
+    A single statement sent this way is its own transaction, committed by the server in the
+    same round trip: one round trip instead of three (``BEGIN``, the statement, ``COMMIT``).
+    Switching costs nothing (the connection is idle: psycopg only flips a flag). A connection
+    that cannot be switched back (a statement cut short) is closed, so the pool drops it rather
+    than hand out a connection in the wrong mode."""
+    await conn.set_autocommit(True)
+    try:
+        yield conn
+    finally:
+        if not conn.closed:
+            try:
+                await conn.set_autocommit(False)
+            except psycopg.Error:
+                await conn.close()
+
+
+class AutocommitConnector(procrastinate.PsycopgConnector):
+    """procrastinate's connector, sending its pool queries in autocommit mode.
+
+    Every query procrastinate runs on its pool (fetch a job, finish or retry it, heartbeats)
+    is one statement, atomic by itself; in transaction mode each cost three round trips, so a
+    job's fetch and finish cost six instead of two. Queries run on a connection the caller
+    passes (an enqueue inside the caller's transaction) are left in that transaction.
+    ``_get_cursor`` is procrastinate 3.10's one place where a connection is taken for a query
+    (the version is pinned below 3.11)."""
+
+    @contextlib.asynccontextmanager
+    async def _get_cursor(
+        self, connection: psycopg.AsyncConnection[Any] | None = None
+    ) -> AsyncIterator[psycopg.AsyncCursor[DictRow]]:
+        if connection is not None:
+            async with super()._get_cursor(connection) as cursor:
+                yield cursor
+            return
+        async with (
+            self.pool.connection() as conn,
+            autocommit(conn),
+            super()._get_cursor(conn) as cursor,
+        ):
+            yield cursor

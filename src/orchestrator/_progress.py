@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -66,10 +67,15 @@ class ProgressReporter:
     """Writes one run's progress; handed to :class:`~orchestrator._context.WorkflowContext`."""
 
     def __init__(
-        self, pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]], run_id: int
+        self,
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[DictRow]],
+        run_id: int,
+        *,
+        on_write: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
         self._run_id = run_id
+        self._on_write = on_write
         self._last_write = 0.0
 
     async def __call__(self, done: int, total: int | None, note: str | None) -> None:
@@ -90,6 +96,7 @@ class ProgressReporter:
                 finally:
                     if not conn.broken:
                         await conn.set_autocommit(False)
+            self._on_write()
         except Exception as exc:  # progress must never fail the job
             logger.warning(
                 "could not record progress of run %s: %s",

@@ -8,8 +8,12 @@ The sequence for every attempt:
    left ``running`` as ``abandoned``. It runs in autocommit mode, one round trip instead of
    BEGIN, statement and COMMIT.
 2. The workflow runs on the same pooled connection (one checkout, one connection check per
-   attempt) inside a transaction; its success record is written in that same transaction,
-   so effects and record commit together or not at all.
+   attempt) inside a transaction; its success record and the job's end (procrastinate's
+   ``succeeded``) are written in that same transaction by one statement, so effects, record
+   and job status commit together or not at all. A workflow that wrote nothing on its
+   connection (no transaction open) has its success sent in autocommit mode: one round trip.
+   procrastinate's own status update for that job is then skipped
+   (:class:`~orchestrator._job_manager.GuardedJobManager`).
 3. On failure the transaction is rolled back and the attempt recorded as ``retrying``,
    ``failed`` or ``cancelled``; the retry decision travels to procrastinate in
    :class:`~orchestrator._retry.AttemptFailed`.
@@ -33,9 +37,10 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, LiteralString, NoReturn
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -52,6 +57,7 @@ from orchestrator._errors import (
 )
 from orchestrator._external_calls import CallLedger
 from orchestrator._lease import Lease
+from orchestrator._pool import autocommit
 from orchestrator._progress import ProgressReporter
 from orchestrator._queries import QUERIES
 from orchestrator._redaction import SecretScrubber, redact_payload
@@ -108,6 +114,8 @@ class Runner:
         enqueue: EnqueueInTransaction,
         scrubber: SecretScrubber,
         stopping: Callable[[], bool] = lambda: False,
+        jobs_finished: set[tuple[int, int]] | None = None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.registry = registry
         self.settings = settings
@@ -117,6 +125,11 @@ class Runner:
         self.stopping = stopping
         #: Attempts cut off from the database before their outcome was recorded.
         self.cut_off: list[CutOff] = []
+        #: ``(job id, attempts when fetched)`` of jobs whose success statement also ended the
+        #: job: the job manager skips procrastinate's update for them.
+        self.jobs_finished = set() if jobs_finished is None else jobs_finished
+        #: Called after an attempt's row changed (see orchestrator._changes).
+        self.on_change = on_change
 
     async def run(
         self,
@@ -155,6 +168,7 @@ class Runner:
                     "worker_id": worker_id,
                 },
             )
+            self.on_change()
             if row["succeeded_run_id"] is not None:
                 logger.info(
                     "workflow %s job %s already succeeded (run %s); not running it again",
@@ -223,7 +237,9 @@ class Runner:
         attempt: int,
         max_attempts: int,
     ) -> Any:
-        lease = Lease(self.pool, run_id, stalled_after=self.settings.stalled_after)
+        lease = Lease(
+            self.pool, run_id, stalled_after=self.settings.stalled_after, on_hold=self.on_change
+        )
         ctx = WorkflowContext(
             connection=conn,
             run_id=run_id,
@@ -237,7 +253,7 @@ class Runner:
                 {"workflow": workflow.name, "job_id": job_id, "run_id": run_id},
             ),
             _enqueue=self.enqueue,
-            _progress=ProgressReporter(self.pool, run_id),
+            _progress=ProgressReporter(self.pool, run_id, on_write=self.on_change),
             _lease=lease,
             _ledger=CallLedger(self.pool, lease, job_id=job_id, run_id=run_id),
             _stopping=self.stopping,
@@ -245,12 +261,24 @@ class Runner:
         try:
             result = await workflow.run(ctx, data)
             output = _jsonable(result)
-            cursor = await conn.execute(
-                QUERIES["finish_success"], {"run_id": run_id, "output": Jsonb(output)}
-            )
-            if await cursor.fetchone() is None:
+            params = {
+                "run_id": run_id,
+                "output": Jsonb(output),
+                "job_id": job_id,
+                "attempts": attempt - 1,  # procrastinate's count when the job was fetched
+            }
+            if conn.info.transaction_status == TransactionStatus.IDLE:
+                # Nothing written on the job's connection: the statement is the transaction.
+                async with autocommit(conn):
+                    row = await _fetch_one(conn, QUERIES["finish_success"], params)
+            else:
+                row = await _fetch_one(conn, QUERIES["finish_success"], params)
+            if row is None or row["run_id"] is None:
                 raise lease.fence("crash recovery re-queued the job before its success")
-            await conn.commit()
+            await conn.commit()  # nothing to commit after an autocommit statement
+            if row["job_finished"]:
+                self.jobs_finished.add((job_id, attempt - 1))
+            self.on_change()
             return output
         except BaseException:
             await _rollback_quietly(conn)
@@ -290,6 +318,7 @@ class Runner:
                         QUERIES["record_fenced"],
                         {"run_id": run_id, "message": self.scrub(_fenced_message(exc))},
                     )
+            self.on_change()
         except (psycopg.Error, PoolTimeout):
             logger.exception(
                 "could not record the outcome of run %s", run_id, extra={"event": "record_failed"}
@@ -397,15 +426,17 @@ def _fenced_message(exc: BaseException) -> str:
 async def _start_attempt(conn: psycopg.AsyncConnection[DictRow], params: dict[str, Any]) -> DictRow:
     """Run ``start_attempt`` as its own transaction, committed by the server in the same
     round trip (autocommit), and leave the connection ready for the job's transaction."""
-    await conn.set_autocommit(True)
-    try:
-        cursor = await conn.execute(QUERIES["start_attempt"], params)
-        row = await cursor.fetchone()
-    finally:
-        if not conn.broken:  # a lost connection is dropped by the pool, not reused
-            await conn.set_autocommit(False)
+    async with autocommit(conn):
+        row = await _fetch_one(conn, QUERIES["start_attempt"], params)
     assert row is not None
     return row
+
+
+async def _fetch_one(
+    conn: psycopg.AsyncConnection[DictRow], query: LiteralString, params: dict[str, Any]
+) -> DictRow | None:
+    cursor = await conn.execute(query, params)
+    return await cursor.fetchone()
 
 
 async def _rollback_quietly(conn: psycopg.AsyncConnection[DictRow]) -> None:

@@ -55,13 +55,31 @@ SELECT (SELECT id FROM inserted) AS run_id,
        set_config('synchronous_commit', 'off', true) AS commit_mode;
 
 -- finish_success --
--- Runs inside the workflow's own transaction: the record and the effects commit together.
--- Only while the attempt holds its lease (row 'running'): a fenced attempt's success is
--- refused and its transaction rolled back.
-UPDATE agent_runs
-   SET status = 'succeeded', output = %(output)s, finished_at = clock_timestamp(), error = NULL
- WHERE id = %(run_id)s AND status = 'running'
-RETURNING id;
+-- A successful attempt's record and its job's end, in one statement run inside the workflow's
+-- own transaction: effects, record and job status commit together or not at all, and a
+-- job's success costs one round trip instead of two transactions. Only while the attempt
+-- holds its lease (row 'running'): a fenced attempt's success is refused (run_id NULL) and
+-- its transaction rolled back. The job is ended here only if it is still the one this worker
+-- fetched ('doing' with that attempts count, as guarded_finish_job); otherwise (a run outside
+-- a worker) job_finished is false and procrastinate's own update follows. The job row is
+-- locked before the run row (the uncorrelated sub-select is evaluated before the UPDATE
+-- locks its row), the order crash recovery takes them in.
+WITH job AS (
+    SELECT id FROM procrastinate_jobs
+     WHERE id = %(job_id)s AND status = 'doing' AND attempts = %(attempts)s
+       FOR UPDATE
+), run AS (
+    UPDATE agent_runs
+       SET status = 'succeeded', output = %(output)s, finished_at = clock_timestamp(),
+           error = NULL
+     WHERE id = %(run_id)s AND status = 'running'
+       AND (SELECT count(*) FROM job) >= 0
+    RETURNING id
+)
+SELECT (SELECT id FROM run) AS run_id,
+       (SELECT count(*)
+          FROM (SELECT procrastinate_finish_job_v1(job.id, 'succeeded', false)
+                  FROM job WHERE EXISTS (SELECT 1 FROM run)) AS finished) = 1 AS job_finished;
 
 -- finish_failure --
 -- Only while the attempt holds its lease; no row back means the attempt was fenced.
@@ -425,3 +443,12 @@ SELECT id, task_name, status::text AS status
    AND id IS DISTINCT FROM %(exclude)s::bigint
  ORDER BY status = 'doing' DESC, id
  LIMIT 1;
+
+-- quiet_change_triggers --
+-- A worker's connection: its writes to agent_runs and job statuses do not notify from the
+-- triggers (migration 0011); the worker process notifies, batched (orchestrator._changes).
+SELECT set_config('orchestrator.notify_changes', 'off', false);
+
+-- notify_change --
+-- What the triggers would have sent, once for a batch of a worker's changes.
+SELECT pg_notify('orchestrator_changed', 'worker');
