@@ -12,14 +12,14 @@ The triggers now fire only when the session setting ``orchestrator.notify_change
 themselves, at most once per quarter second per process (``orchestrator._changes``); every
 other writer (CLI, console actions, SQL typed by a person) notifies as before.
 
-Revision ID: 0011_throughput
-Revises: 0010_fencing_pipeline
+Revision ID: 0012_throughput
+Revises: 0011_console_at_scale
 """
 
 from alembic import op
 
-revision = "0011_throughput"
-down_revision = "0010_fencing_pipeline"
+revision = "0012_throughput"
+down_revision = "0011_console_at_scale"
 branch_labels = None
 depends_on = None
 
