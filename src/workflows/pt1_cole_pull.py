@@ -52,9 +52,9 @@ from workflows.settings import pipeline_settings
 
 STAGE_COLUMNS = ("row_number", *FIELD_NAMES)
 _RAW_COLUMNS = ", ".join((*STAGE_COLUMNS, "zip5", "dedupe_key"))
-_CLEAN_CELLS = ", ".join(sql_rules.cell(c) for c in FIELD_NAMES)
-_ZIP5 = sql_rules.zip5("zip")
-_KEY = sql_rules.dedupe_key("first_name", "last_name", "address_1", "zip")
+_CLEAN_CELLS = ", ".join(sql_rules.cell(c) for c in FIELD_NAMES)  # (no % signs)
+_ZIP5 = sql_rules.zip5("zip").replace("%", "%%")
+_KEY = sql_rules.dedupe_key("first_name", "last_name", "address_1", "zip").replace("%", "%%")
 _NON_ASCII = f"NOT {sql_rules.is_ascii('concat(first_name, last_name, address_1, zip)')}"
 _COPY_CHUNK = 1 << 20
 _COPY_ERRORS = (psycopg.errors.BadCopyFileFormat, psycopg.DataError)
