@@ -20,7 +20,8 @@ A file is sent to the Python reader when it has
 Other differences show up when the file is loaded, and the caller then rolls the ``COPY``
 back and uses the Python reader: a row with the wrong number of cells or a blank line make
 ``COPY`` fail, and a quoted cell spanning lines makes the staged row count differ from the
-line count (row numbers are line numbers, so every record must be one line).
+line count (row numbers are line numbers as Python's reader counts them, a lone carriage
+return ending a line too, so every record must be one line).
 """
 
 from __future__ import annotations
@@ -61,5 +62,7 @@ def plan_csv_copy(export: ExportBytes) -> CsvCopyPlan | None:
     cells = next(csv.reader([header_line.decode("utf-8")]))
     order = validate_header(cells, export.file)
     body = b"" if end < 0 else data[end + 1 :]
-    lines = body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
+    # lines as Python's reader counts them: CRLF, LF and a lone CR each end one
+    ends = body.count(b"\n") + body.count(b"\r") - body.count(b"\r\n")
+    lines = ends + (0 if body.endswith((b"\n", b"\r")) or not body else 1)
     return CsvCopyPlan(order, body, lines)
