@@ -218,8 +218,9 @@ def money(value: str) -> str:
     """:func:`~workflows.formatting.parse_money` (``numeric`` or NULL). ``value`` should be
     a column: the result repeats it many times."""
     t = trim(value)
+    after_dollar = f"ltrim(substr({t}, 2), {SPACE_SQL})"
     return (
-        f"(CASE WHEN left({t}, 1) = '$' THEN {_money_suffixed(f'ltrim(substr({t}, 2), {SPACE_SQL})')}"
+        f"(CASE WHEN left({t}, 1) = '$' THEN {_money_suffixed(after_dollar)}"
         f" ELSE {_money_suffixed(t)} END)"
     )
 
@@ -263,7 +264,8 @@ def unsafe_reason(field: str, value: str) -> str:
     return f"""(CASE
     WHEN {value} IS NULL OR {value} = '' THEN NULL
     WHEN left({value}, 1) = E'\\t' THEN '{field} starts with a tab (spreadsheet formula)'
-    WHEN left({value}, 1) = E'\\r' THEN '{field} starts with a carriage return (spreadsheet formula)'
+    WHEN left({value}, 1) = E'\\r'
+    THEN '{field} starts with a carriage return (spreadsheet formula)'
     WHEN left({value}, 1) = E'\\n' THEN '{field} starts with a line feed (spreadsheet formula)'
     WHEN {first} IN ('=', '+', '-', '@')
     THEN '{field} starts with ''' || {first} || ''' (spreadsheet formula)'

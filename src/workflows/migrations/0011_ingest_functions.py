@@ -61,10 +61,10 @@ def _rekey(bind: sa.engine.Connection) -> None:
     columns = ("first_name", "last_name", "address_1", "coalesce(zip5, zip)")
     ascii_row = sql_rules.is_ascii(f"concat({', '.join(columns)})")
     bind.exec_driver_sql(
-        f"UPDATE raw_leads SET dedupe_key = {sql_rules.dedupe_key(*columns)} WHERE {ascii_row}"
+        f"UPDATE raw_leads SET dedupe_key = {sql_rules.dedupe_key(*columns)} WHERE {ascii_row}"  # noqa: S608
     )
     rows = bind.exec_driver_sql(
-        f"SELECT id, {', '.join(columns)} FROM raw_leads WHERE NOT {ascii_row} ORDER BY id"
+        f"SELECT id, {', '.join(columns)} FROM raw_leads WHERE NOT {ascii_row} ORDER BY id"  # noqa: S608
     ).fetchall()
     for start in range(0, len(rows), _REKEY_BATCH):
         batch = rows[start : start + _REKEY_BATCH]
