@@ -52,7 +52,11 @@ _ABBREVIATIONS = {
     "apartment": "apt", "suite": "ste",
 }  # fmt: skip
 _SEP = f"[{ASCII_SPACE}]*(?:&|\\+|/|,|\\mand\\M)[{ASCII_SPACE}]*"
-_EMAIL_RE = "^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9.-]*[.]([a-z]{2,63}|xn--[a-z0-9-]{1,59})$"
+_ATOM = "[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# unbounded repetitions: PostgreSQL's regex engine is slow with {2,63}; lengths are checked apart
+_EMAIL_RE = (
+    f"^{_ATOM}([.]{_ATOM})*@([a-z0-9]([a-z0-9-]*[a-z0-9])?[.])+([a-z]+|xn--[a-z0-9-]+)$"
+)
 _CONTROL_RE = "'[\\x01-\\x1f\\x7f]'"
 
 
@@ -165,16 +169,31 @@ def dedupe_key(first_name: str, last_name: str, address_1: str, zip_code: str) -
 
 
 def state(value: str) -> str:
-    """:func:`~workflows.formatting.normalize_state`."""
+    """:func:`~workflows.formatting.normalize_state` (a plain USPS code, the usual cell,
+    is recognised first)."""
     squashed = squash(value)
     return (
-        f"(CASE WHEN upper({squashed}) = ANY ({_STATE_CODES}::text[]) THEN upper({squashed})"
+        f"(CASE WHEN {value} = ANY ({_STATE_CODES}::text[]) THEN {value}"
+        f" WHEN upper({squashed}) = ANY ({_STATE_CODES}::text[]) THEN upper({squashed})"
         f" ELSE {_STATE_NAMES}::jsonb ->> lower({squashed}) END)"
     )
 
 
 def purchase_date(value: str) -> str:
-    """:func:`~workflows.formatting.parse_purchase_date` (a ``date`` or NULL)."""
+    """:func:`~workflows.formatting.parse_purchase_date` (a ``date`` or NULL); a cell of
+    the usual ``MM/DD/YYYY`` shape is checked by one regular expression, then by arithmetic
+    (the first of the month plus the days must stay in that month)."""
+    m, d, y = (f"split_part({value}, '/', {i})::integer" for i in (1, 2, 3))
+    first = f"make_date({y}, {m}, 1)"
+    return f"""(CASE WHEN {value} IS NULL THEN NULL
+        WHEN {value} ~ '^[0-9]{{1,2}}/[0-9]{{1,2}}/[0-9]{{4}}$'
+        THEN CASE WHEN {m} BETWEEN 1 AND 12 AND {y} >= 1 AND {d} BETWEEN 1 AND 31
+                       AND extract(month FROM {first} + ({d} - 1)) = {m}
+                  THEN {first} + ({d} - 1) END
+        ELSE {_purchase_date(value)} END)"""
+
+
+def _purchase_date(value: str) -> str:
     t = trim(value)
     m, d, y = (f"split_part({t}, '/', {i})" for i in (1, 2, 3))
     return f"""(CASE WHEN length({t}) - length(replace({t}, '/', '')) = 2
@@ -220,7 +239,10 @@ def money(value: str) -> str:
     t = trim(value)
     after_dollar = f"ltrim(substr({t}, 2), {SPACE_SQL})"
     return (
-        f"(CASE WHEN left({t}, 1) = '$' THEN {_money_suffixed(after_dollar)}"
+        f"(CASE WHEN {value} IS NULL THEN NULL"
+        f" WHEN {value} ~ '^[$]?([0-9]{{1,3}}(,[0-9]{{3}})+|[0-9]+)$'"
+        f" THEN replace(replace({value}, '$', ''), ',', '')::numeric"
+        f" WHEN left({t}, 1) = '$' THEN {_money_suffixed(after_dollar)}"
         f" ELSE {_money_suffixed(t)} END)"
     )
 
@@ -234,6 +256,13 @@ def strip_markup(value: str) -> str:
 
 
 def tidy_case(name: str) -> str:
+    return (
+        f"(CASE WHEN {name} <> upper({name}) AND {name} <> lower({name}) THEN {name}"
+        f" WHEN {name} !~ '[0-9]' THEN initcap({name}) ELSE {_tidy_case(name)} END)"
+    )
+
+
+def _tidy_case(name: str) -> str:
     """``workflows.formatting._tidy_case``. ``initcap()`` also capitalises after a digit,
     Python only after a non-letter-non-digit: the digits hide as control characters
     meanwhile (a name holding those is refused anyway)."""
@@ -251,7 +280,9 @@ def greeting_part(original: str) -> str:
         f"(regexp_split_to_array(regexp_replace({original}, {quoted(f'^(?:{_SEP})+')}, '', 'i'),"
         f" {quoted(_SEP)}, 'i'))[1]"
     )
-    return f"""nullif(CASE WHEN strpos(lower({original}), 'and') = 0
+    return f"""nullif(CASE WHEN {original} ~ '^[A-Za-z.''-]+$'
+              THEN CASE WHEN lower({original}) = 'and' THEN '' ELSE {original} END
+         WHEN strpos(lower({original}), 'and') = 0
               AND strpos({original}, '&') = 0 AND strpos({original}, '+') = 0
               AND strpos({original}, '/') = 0 AND strpos({original}, ',') = 0
          THEN {squash(original)} ELSE {squash(first)} END, '')"""
@@ -283,14 +314,12 @@ def email(value: str) -> str:
 
 def email_valid(value: str) -> str:
     """:func:`~workflows.formatting.is_valid_email_syntax` of a normalised email column: one
-    regular expression for the characters, the rest with string functions."""
+    regular expression for the shape, string functions for the lengths."""
     at = f"strpos({value}, '@')"
+    tld = f"split_part({value}, '.', -1)"
     return f"""({value} ~ {quoted(_EMAIL_RE)}
-   AND length({value}) <= 254 AND length({value}) - length(replace({value}, '@', '')) = 1
-   AND {at} BETWEEN 2 AND 65 AND length({value}) - {at} <= 253
-   AND left({value}, 1) <> '.' AND strpos({value}, '.@') = 0 AND strpos({value}, '..') = 0
-   AND strpos({value}, '@-') = 0 AND strpos({value}, '@.') = 0
-   AND strpos({value}, '-.') = 0 AND strpos({value}, '.-') = 0 AND right({value}, 1) <> '-'
+   AND length({value}) <= 254 AND {at} <= 65 AND length({value}) - {at} <= 253
+   AND length({tld}) BETWEEN 2 AND 63 AND right({value}, 1) <> '-'
    AND (length({value}) - {at} <= 63 OR split_part({value}, '@', 2) !~ '[^.]{{64}}'))"""
 
 
@@ -303,7 +332,17 @@ def email_unsafe_reason(value: str) -> str:
 
 
 def phone(value: str) -> str:
-    """:func:`~workflows.formatting.normalize_phone`."""
+    """:func:`~workflows.formatting.normalize_phone` (US shapes without a country code,
+    the usual cells, are recognised first)."""
+    return (
+        f"(CASE WHEN {value} IS NULL THEN NULL"
+        f" WHEN {value} ~ '^[(]?[0-9]{{3}}[)]?[ .-]?[0-9]{{3}}[ .-]?[0-9]{{4}}$'"
+        f" THEN replace(replace(replace(replace(replace({value}, '(', ''), ')', ''), ' ', ''),"
+        f" '-', ''), '.', '') ELSE {_phone(value)} END)"
+    )
+
+
+def _phone(value: str) -> str:
     t = trim(value)
     body = f"(CASE WHEN left({t}, 1) = '+' THEN substr({t}, 2) ELSE {t} END)"
     digits = f"translate({t}, {SPACE_SQL} || '+().-', '')"
@@ -315,8 +354,10 @@ def phone(value: str) -> str:
 
 
 def optional_text(value: str) -> str:
-    """:func:`~workflows.cell_safety.safe_optional_text`."""
-    return f"""(CASE WHEN left({value}, 1) IN (E'\\t', E'\\r', E'\\n')
+    """:func:`~workflows.cell_safety.safe_optional_text` (a plain date, the usual cell, is
+    kept as it is)."""
+    return f"""(CASE WHEN {value} IS NULL THEN NULL WHEN {value} ~ '^[0-9/]+$' THEN {value}
+            WHEN left({value}, 1) IN (E'\\t', E'\\r', E'\\n')
               OR left(ltrim({value}, {SPACE_SQL}), 1) IN ('=', '+', '-', '@')
               OR strpos({value}, '<') > 0 OR strpos({value}, '>') > 0
               OR {value} ~ {_CONTROL_RE}
@@ -333,11 +374,9 @@ def unsafe_row_reason(original: str, greeting: str, last_name: str, address: str
         ("address_1", address),
         ("city", city),
     )
-    starts = " OR ".join(
-        f"left(ltrim({v}, {SPACE_SQL}), 1) IN ('=', '+', '-', '@')"
-        f" OR left({v}, 1) IN (E'\\t', E'\\r', E'\\n')"
-        for _, v in fields
-    )
     reasons = ", ".join(unsafe_reason(f, v) for f, v in fields)
-    everything = f"concat({original}, {last_name}, {address}, {city})"
-    return f"(CASE WHEN {starts} OR {everything} ~ {_CONTROL_RE} THEN coalesce({reasons}) END)"
+    # a formula start after a separator, or a control or whitespace character anywhere:
+    # only then are the five reasons worked out (a '|' in a cell only costs that)
+    joined = f"concat_ws('|', {', '.join(v for _, v in fields)})"
+    suspect = f"'(^|[|])[{ASCII_SPACE}]*[=+@-]|[\\x01-\\x1f\\x7f]'"
+    return f"(CASE WHEN {joined} ~ {suspect} THEN coalesce({reasons}) END)"

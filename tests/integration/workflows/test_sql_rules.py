@@ -258,7 +258,7 @@ def plausible_rows(renewal_month: int) -> st.SearchStrategy[dict[str, Any]]:
             "last_name": st.sampled_from(["Lee"] * 8 + ["O'NEIL", "de la Cruz", "Sun\x1b[2J"]),
             "address_1": st.sampled_from(["12 Main Street"] * 8 + ["@SUM(1+1)", "<b>1 Oak</b>"]),
             "city": st.sampled_from(["Austin"] * 8 + ["-2+3", "Waco\tTX"]),
-            "state": st.sampled_from(["TX", "OK", "texas"]),
+            "state": st.sampled_from(["TX", "OK", "OK", "texas", "nj"]),
             "zip": st.sampled_from(["75001", "7501", "75001-1234"]),
             "cell_phone_number": st.just("(512) 555-0100"),
             "email_address": st.sampled_from(
