@@ -11,9 +11,16 @@ permanent error naming file and column with nothing half-loaded; errors never qu
 file's content. Then, one file at a time, in one transaction each (committed as progress):
 
 - a file whose content hash was already loaded for this client-month is skipped;
-- good rows are streamed with ``COPY`` into a staging table and moved into ``raw_leads``,
-  deduplicating people across overlapping exports by their dedupe key (first seen wins);
-- bad rows are kept in ``cole_bad_rows`` with their row number and reason.
+- the file's bytes are streamed to PostgreSQL, which parses them
+  (``COPY pt1_stage FROM STDIN (FORMAT csv)``) when :mod:`workflows.cole_csv_copy` finds
+  nothing PostgreSQL and Python's reader could disagree on; otherwise (a ragged row, a blank
+  line, a cell spanning lines, a stray quote or NUL) the COPY is rolled back to a savepoint
+  and :mod:`workflows.cole_reader` parses the file in Python, keeping its bad rows in
+  ``cole_bad_rows`` with their row number and reason;
+- the ZIP and dedupe key are computed in SQL (:mod:`workflows.sql_rules`) while the staged
+  rows move into ``raw_leads`` in file order, deduplicating people across overlapping
+  exports (``ON CONFLICT DO NOTHING``: first seen wins); rows holding non-ASCII text, for
+  which only the Python rules are exact, are keyed in Python first (one query each way).
 
 Finally the pulled ZIP codes and their row counts are recomputed for the month.
 """

@@ -1,11 +1,18 @@
 """PT2 — Clay formatting: turn a client-month's raw Cole rows into cleaned, verified leads.
 
-The rules are the pure functions of :mod:`workflows.formatting` (head of household, home
-value parsing, the $900k cap with the Texas HNW segment, readable purchase date, purchase day,
-renewal date, dedupe key). Emails are syntax-checked always and validated with Debounce when
-``ORCHESTRATOR_DEBOUNCE_API_KEY`` is set (answers cached in ``email_checks``). The month's
-``cleaned_leads`` and ``monthly_counts`` are recomputed from scratch on every run, never
-incremented, so a retry or a re-run after new Cole files gives the same answer.
+The rules are those of :mod:`workflows.formatting` and :mod:`workflows.cell_safety` (head of
+household, home value parsing, the $900k cap with the Texas HNW segment, readable purchase
+date, purchase day, renewal date, cells that could run as code). They run set-based: one
+``INSERT ... SELECT`` (:data:`RULES_QUERY`, built from :mod:`workflows.sql_rules`) writes the
+outcome of every raw row into the temporary table ``pt2_rows``; rows holding non-ASCII text,
+for which only the Python functions are exact, are cleaned by them (:func:`python_outcome`)
+and copied into the same table. The Python functions stay the specification:
+``tests/integration/workflows/test_sql_rules.py`` proves both agree on generated messy rows.
+One lead is kept per email (the lowest raw row id). Emails are syntax-checked always and
+validated with Debounce when ``ORCHESTRATOR_DEBOUNCE_API_KEY`` is set (answers cached in
+``email_checks``). The month's ``cleaned_leads`` and ``monthly_counts`` are recomputed from
+scratch on every run, never incremented, so a retry or a re-run after new Cole files gives
+the same answer.
 Rows can optionally be pushed to a Clay webhook table (``push_to_clay``, off by default).
 Clay keeps every row it is sent (no dedupe), so the push goes in batches of
 :data:`CLAY_BATCH` rows, each an external call recorded before it is made: a retry never posts
