@@ -25,8 +25,7 @@ _REKEY_BATCH = 10_000
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    bind.exec_driver_sql(
+    op.execute(
         """
         CREATE FUNCTION lead_strip_tags(value text) RETURNS text
         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
@@ -46,11 +45,31 @@ def upgrade() -> None:
             ' left, then stray angle brackets';
         """
     )
-    _rekey(bind)
+    if op.get_context().as_sql:
+        _rekey_offline()
+    else:
+        _rekey(op.get_bind())
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION lead_strip_tags(text)")
+
+
+def _rekey_offline() -> None:
+    """``alembic upgrade --sql`` (a script, usually for an empty database): the ASCII rows
+    only, which SQL can key; a script cannot run the Python rule, so rows with non-ASCII text
+    keep their old key (migrate online, ``orchestrator migrate``, where such rows exist)."""
+    from workflows import sql_rules
+
+    columns = ("first_name", "last_name", "address_1", "coalesce(zip5, zip)")
+    ascii_row = sql_rules.is_ascii(f"concat({', '.join(columns)})")
+    op.execute(
+        f"UPDATE raw_leads SET dedupe_key = {sql_rules.dedupe_key(*columns)} WHERE {ascii_row}"  # noqa: S608
+    )
+    op.execute(
+        "UPDATE cleaned_leads c SET dedupe_key = r.dedupe_key"
+        " FROM raw_leads r WHERE r.id = c.raw_lead_id AND c.dedupe_key <> r.dedupe_key"
+    )
 
 
 def _rekey(bind: sa.engine.Connection) -> None:
