@@ -54,9 +54,7 @@ _ABBREVIATIONS = {
 _SEP = f"[{ASCII_SPACE}]*(?:&|\\+|/|,|\\mand\\M)[{ASCII_SPACE}]*"
 _ATOM = "[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # unbounded repetitions: PostgreSQL's regex engine is slow with {2,63}; lengths are checked apart
-_EMAIL_RE = (
-    f"^{_ATOM}([.]{_ATOM})*@([a-z0-9]([a-z0-9-]*[a-z0-9])?[.])+([a-z]+|xn--[a-z0-9-]+)$"
-)
+_EMAIL_RE = f"^{_ATOM}([.]{_ATOM})*@([a-z0-9]([a-z0-9-]*[a-z0-9])?[.])+([a-z]+|xn--[a-z0-9-]+)$"
 _CONTROL_RE = "'[\\x01-\\x1f\\x7f]'"
 
 
