@@ -65,7 +65,7 @@ def test_upgrade_recomputes_raw_and_cleaned_keys(url: str) -> None:
     command.upgrade(alembic_config(url), "head")
 
     with psycopg.connect(url) as conn:
-        keys = dict(conn.execute("SELECT id, dedupe_key FROM raw_leads").fetchall())
+        keys: dict[int, str] = dict(conn.execute("SELECT id, dedupe_key FROM raw_leads").fetchall())
         cleaned = conn.execute("SELECT dedupe_key FROM cleaned_leads").fetchone()
     expected = {n: dedupe_key(*person) for n, person in enumerate(PEOPLE, start=2)}
     assert keys == expected
