@@ -64,7 +64,7 @@ def test_an_out_of_date_schema_names_both_revisions(database_url: str) -> None:
     for result in (status, worker):
         line = one_line(result)
         assert line.startswith(NOT_MIGRATED + " (the schema is at 0009_fencing; ")
-        assert "this version needs 0010_fencing_pipeline" in line
+        assert "this version needs 0011_ingest_functions" in line
 
     migrated = cli(database_url, "migrate")
     assert migrated.returncode == 0, migrated.stderr
@@ -90,7 +90,7 @@ def test_the_embedded_database_is_migrated_on_first_use_and_psql_opens_it() -> N
             f"orchestrator: embedded PostgreSQL created in {data_dir} "
             "(set ORCHESTRATOR_DATABASE_URL to use another server)",
             "orchestrator: migrating the embedded database to the latest schema (first use)",
-            "orchestrator: database migrated to 0010_fencing_pipeline",
+            "orchestrator: database migrated to 0011_ingest_functions",
         ]
 
         again = run_cli("status", env=env)

@@ -27,7 +27,7 @@ _REKEY_BATCH = 10_000
 def upgrade() -> None:
     op.execute(
         """
-        CREATE FUNCTION lead_strip_tags(value text) RETURNS text
+        CREATE OR REPLACE FUNCTION lead_strip_tags(value text) RETURNS text
         LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
         DECLARE
             previous text;
