@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import dashboard, enqueue, growth, latency, pipeline, throughput
+from bench import dashboard, enqueue, growth, ingest, latency, pipeline, throughput
 from bench.harness import Bench, progress
 from bench.report import Result, render_table, write_results
 
@@ -19,6 +19,7 @@ FAMILIES: dict[str, Family] = {
     "throughput": throughput.run,
     "latency": latency.run,
     "pipeline": pipeline.run,
+    "ingest": ingest.run,
     "growth": growth.run,
     "dashboard": dashboard.run,
 }

@@ -8,8 +8,8 @@ already holds the custom variables, as for every month after a client's first). 
 come from each step's agent_runs duration. Baselines, measured in the same run:
 
 - PT1 rows/s: a plain ``COPY ... (FORMAT csv)`` of the same files into a text staging table;
-- PT2 rows/s: the pure-Python rule loop (``clean_row`` and the email dedupe) over the same
-  raw rows, without any database work;
+- PT2 rows/s: the Python rules (``clean_row`` and the email dedupe, the specification the
+  SQL rules PT2 runs are tested against) over the same raw rows, without any database work;
 - PT4 leads/s: the allowed rate (requests/s x 500 leads per request);
 - the month end to end: the sum of the four steps' durations (the difference is the time
   between steps: fetch, start-up, enqueue of the next step).
@@ -233,8 +233,8 @@ def _results(
             pt2_rows / steps["pt2"],
             "rows/s",
             baseline=rule_rate,
-            baseline_name="PT2 rule loop alone, no DB",
-            goal=Goal(50_000, at_least=True),
+            baseline_name="PT2 Python rules (the spec) alone, no DB",
+            goal=Goal(100_000, at_least=True),
             extra={"seconds": steps["pt2"], "counts": runs["pt2"]["output"]["counts"]},
         ),
         Result(

@@ -17,14 +17,18 @@ Usage::
 
 from __future__ import annotations
 
+import codecs
 import csv
+import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from workflows.bounded_text import (
     LineTooLong,
+    NotText,
     TextLimitError,
     TextLimits,
     TextRead,
@@ -222,3 +226,42 @@ def _format_error(exc: TextLimitError, file: str) -> ColeFormatError:
             row=exc.line_number,
         )
     return ColeFormatError(file, "not valid UTF-8 or Windows-1252 text")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportBytes:
+    """A whole export read within the limits, for PostgreSQL to parse (PT1's fast path).
+
+    ``data`` is the file as UTF-8 without its byte order mark (a Windows-1252 file is
+    re-encoded); ``sha256`` and ``encoding`` are those :func:`read_export` reports for the
+    same file.
+    """
+
+    file: str
+    sha256: str
+    encoding: str
+    data: bytes
+
+
+def read_export_bytes(path: Path, *, display_name: str | None = None) -> ExportBytes:
+    """Read a whole export (at most :data:`MAX_EXPORT_BYTES`) and settle its encoding as
+    :func:`read_export` does, without parsing it. The line length limit is the caller's to
+    check (see :mod:`workflows.cole_csv_copy`); errors are :class:`ColeFormatError`."""
+    name = display_name or path.name
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_EXPORT_BYTES + 1)
+    if len(raw) > MAX_EXPORT_BYTES:
+        raise _format_error(TextTooLarge(MAX_EXPORT_BYTES), name)
+    digest = hashlib.sha256(raw).hexdigest()
+    bom = raw.startswith(codecs.BOM_UTF8)
+    data = raw[len(codecs.BOM_UTF8) :] if bom else raw
+    try:
+        data.decode("utf-8")
+        encoding = "utf-8-sig" if bom else "utf-8"
+    except UnicodeDecodeError:
+        try:
+            data = data.decode("cp1252").encode("utf-8")
+        except UnicodeDecodeError:
+            raise _format_error(NotText(("utf-8", "cp1252")), name) from None
+        encoding = "cp1252-sig" if bom else "cp1252"
+    return ExportBytes(name, digest, encoding, data)

@@ -286,6 +286,10 @@ def dedupe_key(
 ) -> str:
     """Stable key (40 hex characters) identifying one person at one address.
 
+    The key is the first 40 hex digits of the SHA-256 of the normalised parts, so PostgreSQL
+    computes the same key with its built-in ``sha256()`` (``lead_dedupe_key`` in migration
+    ``0013_ingest_functions``, which PT1 uses for ASCII rows).
+
     Case, accents, whitespace, punctuation and common street words (``Street``/``St``,
     ``North``/``N``, ``and``/``&``) do not matter; the ZIP is normalised with
     :func:`normalize_zip` (falling back to its digits). Overlapping exports of the same
@@ -299,7 +303,7 @@ def dedupe_key(
     material = "|".join(
         (_key_part(first_name or ""), _key_part(last_name or ""), _key_part(address_1 or ""), zip5)
     )
-    return hashlib.sha1(material.encode(), usedforsecurity=False).hexdigest()
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
 _PHONE_RE: Final = re.compile(r"\+?[\d(][\d\s().-]*")

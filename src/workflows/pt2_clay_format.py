@@ -1,11 +1,18 @@
 """PT2 — Clay formatting: turn a client-month's raw Cole rows into cleaned, verified leads.
 
-The rules are the pure functions of :mod:`workflows.formatting` (head of household, home
-value parsing, the $900k cap with the Texas HNW segment, readable purchase date, purchase day,
-renewal date, dedupe key). Emails are syntax-checked always and validated with Debounce when
-``ORCHESTRATOR_DEBOUNCE_API_KEY`` is set (answers cached in ``email_checks``). The month's
-``cleaned_leads`` and ``monthly_counts`` are recomputed from scratch on every run, never
-incremented, so a retry or a re-run after new Cole files gives the same answer.
+The rules are those of :mod:`workflows.formatting` and :mod:`workflows.cell_safety` (head of
+household, home value parsing, the $900k cap with the Texas HNW segment, readable purchase
+date, purchase day, renewal date, cells that could run as code). They run set-based: one
+``INSERT ... SELECT`` (:data:`RULES_QUERY`, built from :mod:`workflows.sql_rules`) writes the
+outcome of every raw row into the temporary table ``pt2_rows``; rows holding non-ASCII text,
+for which only the Python functions are exact, are cleaned by them (:func:`python_outcome`)
+and copied into the same table. The Python functions stay the specification:
+``tests/integration/workflows/test_sql_rules.py`` proves both agree on generated messy rows.
+One lead is kept per email (the lowest raw row id). Emails are syntax-checked always and
+validated with Debounce when ``ORCHESTRATOR_DEBOUNCE_API_KEY`` is set (answers cached in
+``email_checks``). The month's ``cleaned_leads`` and ``monthly_counts`` are recomputed from
+scratch on every run, never incremented, so a retry or a re-run after new Cole files gives
+the same answer.
 Rows can optionally be pushed to a Clay webhook table (``push_to_clay``, off by default).
 Clay keeps every row it is sent (no dedupe), so the push goes in batches of
 :data:`CLAY_BATCH` rows, each an external call recorded before it is made: a retry never posts
@@ -15,16 +22,17 @@ batch left in doubt (no answer recorded) again at most once, and records what it
 
 from __future__ import annotations
 
-import asyncio
-from collections import Counter
+import calendar
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 
 from orchestrator import ExternalCall, PermanentError, Workflow, WorkflowContext
+from workflows import sql_rules
 from workflows.cell_safety import (
     MAX_REJECTED_LISTED,
     RejectedRow,
@@ -49,7 +57,6 @@ from workflows.formatting import (
     normalize_state,
     parse_money,
     parse_purchase_date,
-    readable_date,
     renewal_date,
     segment_for,
     split_household_names,
@@ -224,37 +231,154 @@ def clean_rows(
     return counts, candidates
 
 
-def _cleaned_text(kept: list[Candidate], client_id: int, month: date, check: str) -> list[str]:
-    """The cleaned leads as COPY text, in :data:`CLEANED_COLUMNS` order."""
-    return copy_text_blocks(
-        [
-            (
-                client_id,
-                month,
-                c.raw["id"],
-                c.raw["dedupe_key"],
-                c.first_name,
-                c.greeting,
-                c.last_name,
-                c.email,
-                c.address_1,
-                c.city,
-                c.state,
-                c.zip,
-                c.cell_phone,
-                c.date_of_birth,
-                c.home_value,
-                c.purchase,
-                readable_date(c.purchase),
-                c.purchase.day,
-                c.renewal,
-                c.window_index,
-                c.segment,
-                check,
-            )
-            for c in kept
-        ]
-    )
+RAW_COLUMNS = (
+    "first_name",
+    "last_name",
+    "address_1",
+    "city",
+    "state",
+    "zip5",
+    "cell_phone_number",
+    "email_address",
+    "purchase_date",
+    "home_value",
+    "head_household",
+    "date_of_birth",
+)
+"""The raw_leads cells the rules read."""
+_ASCII_ROW = sql_rules.is_ascii(f"concat({', '.join(RAW_COLUMNS)})")
+OUTCOME_COLUMNS = (
+    "raw_lead_id",
+    "dedupe_key",
+    "outcome",
+    "reason",
+    "relaxed",
+    "first_name",
+    "greeting_name",
+    "last_name",
+    "email",
+    "address_1",
+    "city",
+    "state",
+    "zip",
+    "cell_phone",
+    "date_of_birth",
+    "home_value",
+    "purchase_date",
+    "renewal_date",
+    "segment",
+)
+"""``pt2_rows``: one row per raw lead, what the rules made of it. ``outcome`` is
+``no_head``, ``bad_fields``, ``unsafe`` (bad fields, refused for ``reason``), ``over_cap``
+(``relaxed`` when within the relaxed cap), ``email_invalid``, ``email_unsafe`` (refused for
+``reason``), ``duplicate`` (a later row with an email already taken) or ``candidate``."""
+
+
+def _rules_query() -> str:
+    """``INSERT INTO pt2_rows`` the outcome of every ASCII raw row of the client-month
+    (parameters: client id, month, renewal year, renewal month, the month's last day).
+
+    Three nested layers, each computing columns the next reads several times (a subquery
+    with ``OFFSET 0`` is evaluated once per row rather than pasted into every reference).
+    """
+    r = sql_rules
+    head = f"({r.cell('head_household')} IS NOT NULL)"
+
+    def when_head(expr: str) -> str:
+        return f"CASE WHEN {head} THEN {expr} END"
+
+    base = f"""
+        SELECT id, dedupe_key, zip5, {head} AS head,
+               {when_head(r.state("state"))} AS st,
+               {when_head(r.purchase_date("purchase_date"))} AS purchase,
+               {when_head(r.strip_markup("first_name"))} AS original,
+               {when_head(r.strip_markup("last_name"))} AS last,
+               {when_head(r.strip_markup("address_1"))} AS address,
+               {when_head(r.strip_markup("city"))} AS town,
+               {when_head(r.money("home_value"))} AS value,
+               {when_head(r.email("email_address"))} AS mail,
+               {when_head(r.phone("cell_phone_number"))} AS phone,
+               {when_head(r.optional_text("date_of_birth"))} AS birth
+          FROM raw_leads
+         WHERE client_id = __client__ AND month = __month__ AND {_ASCII_ROW}
+        OFFSET 0
+    """  # noqa: S608 - expressions of this package
+    derived = f"""
+        SELECT b.*,
+               {r.tidy_case(r.greeting_part("original"))} AS greeting,
+               CASE WHEN extract(month FROM purchase) = __renewal_month__
+                         AND __renewal_year__ > extract(year FROM purchase)
+                    THEN make_date(__renewal_year__, __renewal_month__,
+                                   least(extract(day FROM purchase)::integer, __last_day__))
+               END AS renewal,
+               CASE WHEN value IS NULL OR value <= 0 THEN NULL
+                    WHEN value <= {HOME_VALUE_CAP} THEN 'standard'
+                    WHEN st = 'TX' THEN 'texas_hnw' END AS segment,
+               mail IS NOT NULL AND {r.email_valid("mail")} AS mail_ok
+          FROM ({base}) b
+        OFFSET 0
+    """  # noqa: S608
+    unsafe_row = r.unsafe_row_reason("original", "greeting", "last", "address", "town")
+    outcome = f"""
+        SELECT d.*, {unsafe_row} AS unsafe_row, {r.email_unsafe_reason("mail")} AS unsafe_mail
+          FROM ({derived}) d
+        OFFSET 0
+    """  # noqa: S608
+    query = f"""
+        INSERT INTO pt2_rows ({", ".join(OUTCOME_COLUMNS)})
+        SELECT id, dedupe_key, o.outcome,
+               CASE o.outcome WHEN 'unsafe' THEN unsafe_row WHEN 'email_unsafe' THEN unsafe_mail
+               END,
+               value > {HOME_VALUE_CAP} AND value <= {RELAXED_HOME_VALUE_CAP},
+               original, greeting, last, mail, nullif(address, ''), nullif(town, ''), st, zip5,
+               phone, birth, value, purchase, renewal, segment
+          FROM ({outcome}) x,
+               LATERAL (SELECT CASE
+                   WHEN NOT head THEN 'no_head'
+                   WHEN st IS NULL OR zip5 IS NULL OR zip5 = '' OR renewal IS NULL
+                        OR greeting IS NULL OR last IS NULL OR last = '' THEN 'bad_fields'
+                   WHEN unsafe_row IS NOT NULL THEN 'unsafe'
+                   WHEN segment IS NULL
+                   THEN CASE WHEN value > {HOME_VALUE_CAP} THEN 'over_cap' ELSE 'bad_fields' END
+                   WHEN NOT mail_ok THEN 'email_invalid'
+                   WHEN unsafe_mail IS NOT NULL THEN 'email_unsafe'
+                   ELSE 'candidate' END AS outcome) o
+    """  # noqa: S608
+    query = query.replace("%", "%%")  # the rules' literals hold % signs
+    for name in ("client", "month", "renewal_year", "renewal_month", "last_day"):
+        query = query.replace(f"__{name}__", f"%({name})s")
+    return query
+
+
+RULES_QUERY = _rules_query()
+
+
+def python_outcome(raw: dict[str, Any], year: int, month: int) -> tuple[Any, ...]:
+    """One ``pt2_rows`` row (:data:`OUTCOME_COLUMNS`) by the Python rules, for a raw row
+    holding non-ASCII text (the SQL rules are exact for ASCII only)."""
+    counts = Counts()
+    rejected: list[RejectedRow] = []
+    c = clean_row(raw, year, month, counts, rejected)
+    reason = rejected[0].reason if rejected else None
+    value = parse_money(raw["home_value"])
+    if counts.no_head_household:
+        outcome = "no_head"
+    elif counts.over_value_cap:
+        outcome = "over_cap"
+    elif counts.bad_fields:
+        outcome = "unsafe" if rejected else "bad_fields"
+    elif counts.email_invalid:
+        outcome = "email_unsafe" if rejected else "email_invalid"
+    else:
+        outcome = "candidate"
+    relaxed = value is not None and HOME_VALUE_CAP < value <= RELAXED_HOME_VALUE_CAP
+    if c is None:
+        return (raw["id"], raw["dedupe_key"], outcome, reason, relaxed, *([None] * 14))
+    return (
+        raw["id"], raw["dedupe_key"], outcome, reason, relaxed, c.first_name, c.greeting,
+        c.last_name, c.email, c.address_1, c.city, c.state, c.zip, c.cell_phone,
+        c.date_of_birth, c.home_value, c.purchase, c.renewal, c.segment,
+    )  # fmt: skip
 
 
 async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[str, bool], str]:
@@ -297,43 +421,51 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
     conn = ctx.connection
     client = await get_client(conn, data.client)
     year, month = data.year_month
-    cursor = await conn.execute(
-        """
-        SELECT id, first_name, last_name, address_1, city, state, zip5, cell_phone_number,
-               email_address, purchase_date, home_value, head_household, date_of_birth,
-               dedupe_key
-          FROM raw_leads WHERE client_id = %s AND month = %s ORDER BY id
-        """,
-        [client.id, data.first_day],
-    )
-    raws = await cursor.fetchall()
-    if not raws:
+    await ctx.progress(0, 1, note="rows")
+    counts, rejected = await _apply_rules(conn, client.id, data.first_day, year, month)
+    if counts.raw_rows == 0:
         raise PermanentError(
             f"no raw leads for client {client.name!r} month {data.month}: run PT1 first"
         )
-    # The rules are CPU work: off the event loop, so heartbeats and other jobs keep going.
-    rejected: list[RejectedRow] = []
-    await ctx.progress(0, len(raws), note="rows")
-    counts, candidates = await asyncio.to_thread(clean_rows, raws, year, month, rejected)
-    await ctx.progress(len(raws), len(raws), note="rows")
-    verdicts, check = await _deliverable(ctx, [c.email for c in candidates])
-    kept = [c for c in candidates if verdicts.get(c.email, False)]
-    counts.email_undeliverable = len(candidates) - len(kept)
-    segments = Counter(c.segment for c in kept)
-    counts.texas_hnw = segments["texas_hnw"]
-    counts.cleaned = len(kept)
-    counts.cleaned_standard = segments["standard"]
+    await ctx.progress(counts.raw_rows, counts.raw_rows, note="rows")
+    cursor = await conn.execute(
+        "SELECT email FROM pt2_rows WHERE outcome = 'candidate' ORDER BY raw_lead_id"
+    )
+    emails = [row["email"] for row in await cursor.fetchall()]
+    verdicts, check = await _deliverable(ctx, emails)
+    refused = [e for e in emails if not verdicts.get(e, False)]
+    counts.email_undeliverable = len(refused)
 
     await conn.execute(
         "DELETE FROM cleaned_leads WHERE client_id = %s AND month = %s",
         [client.id, data.first_day],
     )
-    blocks = await asyncio.to_thread(_cleaned_text, kept, client.id, data.first_day, check)
-    async with conn.cursor().copy(
-        f"COPY cleaned_leads ({', '.join(CLEANED_COLUMNS)}) FROM STDIN"
-    ) as copy:
-        for block in blocks:
-            await copy.write(block)
+    cursor = await conn.execute(
+        f"""
+        WITH kept AS (
+            INSERT INTO cleaned_leads ({", ".join(CLEANED_COLUMNS)})
+            SELECT %(client)s, %(month)s, raw_lead_id, dedupe_key, first_name, greeting_name,
+                   last_name, email, address_1, city, state, zip, cell_phone, date_of_birth,
+                   home_value, purchase_date, {_READABLE_DATE},
+                   extract(day FROM purchase_date), renewal_date,
+                   least((extract(day FROM purchase_date)::integer - 1) / 7 + 1, 4),
+                   segment, %(check)s
+              FROM pt2_rows
+             WHERE outcome = 'candidate' AND NOT email = ANY (%(refused)s::text[])
+             ORDER BY raw_lead_id
+            RETURNING segment
+        )
+        SELECT count(*) AS cleaned,
+               count(*) FILTER (WHERE segment = 'texas_hnw') AS texas_hnw,
+               count(*) FILTER (WHERE segment = 'standard') AS standard
+          FROM kept
+        """,  # noqa: S608 - column names are this module's constants
+        {"client": client.id, "month": data.first_day, "check": check, "refused": refused},
+    )
+    kept = await cursor.fetchone()
+    assert kept is not None
+    counts.cleaned, counts.texas_hnw = kept["cleaned"], kept["texas_hnw"]
+    counts.cleaned_standard = kept["standard"]
     fields = list(vars(counts))
     await conn.execute(
         f"""
@@ -346,9 +478,11 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
     )
     clay: dict[str, int] = {}
     if data.push_to_clay:
-        webhook = _clay_webhook(ctx, len(kept))
+        webhook = _clay_webhook(ctx, counts.cleaned)
+        clay_rows = await _clay_rows(conn, refused)
         await ctx.commit()  # the cleaned leads stand whatever happens to the push
-        clay = await _push_to_clay(ctx, webhook, kept)
+        clay = await _push_to_clay(ctx, webhook, clay_rows)
+    await conn.execute("TRUNCATE pt2_rows")
     result: dict[str, Any] = {
         "client": client.name,
         "month": data.month,
@@ -375,6 +509,118 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
         + (f", {len(rejected)} refused for cells that could run as code" if rejected else ""),
     )
     return result
+
+
+_READABLE_DATE = "to_char(purchase_date, 'FMMonth FMDDth')"
+""":func:`~workflows.formatting.readable_date` (``to_char`` without ``TM`` is English)."""
+
+
+async def _apply_rules(
+    conn: AsyncConnection[DictRow], client_id: int, first_day: date, year: int, month: int
+) -> tuple[Counts, list[RejectedRow]]:
+    """Fill ``pt2_rows`` with the outcome of every raw row of the month (set-based in SQL,
+    the Python rules for rows holding non-ASCII text), mark later rows of an email already
+    taken as duplicates, and count. Returns the counts so far and the rows refused for
+    unsafe cells, in raw row order."""
+    await conn.execute(
+        f"""
+        CREATE TEMP TABLE IF NOT EXISTS pt2_rows (
+            {", ".join(f"{c} {_OUTCOME_TYPES.get(c, 'text')}" for c in OUTCOME_COLUMNS)}
+        )
+        """
+    )
+    await conn.execute("TRUNCATE pt2_rows")
+    params = {
+        "client": client_id,
+        "month": first_day,
+        "renewal_year": year,
+        "renewal_month": month,
+        "last_day": calendar.monthrange(year, month)[1],
+    }
+    await conn.execute(RULES_QUERY, params)
+    cursor = await conn.execute(
+        f"""
+        SELECT id, {", ".join(RAW_COLUMNS)}, dedupe_key FROM raw_leads
+         WHERE client_id = %(client)s AND month = %(month)s AND NOT {_ASCII_ROW}
+        """,  # noqa: S608 - a constant
+        params,
+    )
+    others = await cursor.fetchall()
+    if others:
+        outcomes = [python_outcome(raw, year, month) for raw in others]
+        async with conn.cursor().copy(
+            f"COPY pt2_rows ({', '.join(OUTCOME_COLUMNS)}) FROM STDIN"
+        ) as copy:
+            for block in copy_text_blocks(outcomes):
+                await copy.write(block)
+    await conn.execute(
+        """
+        UPDATE pt2_rows p SET outcome = 'duplicate'
+          FROM (SELECT raw_lead_id, row_number() OVER (PARTITION BY email ORDER BY raw_lead_id)
+                  FROM pt2_rows WHERE outcome = 'candidate') d
+         WHERE d.row_number > 1 AND p.raw_lead_id = d.raw_lead_id
+        """
+    )
+    cursor = await conn.execute(
+        """
+        SELECT count(*) AS raw_rows,
+               count(*) FILTER (WHERE outcome <> 'no_head') AS head_of_household,
+               count(*) FILTER (WHERE outcome = 'no_head') AS no_head_household,
+               count(*) FILTER (WHERE outcome IN ('bad_fields', 'unsafe', 'duplicate'))
+                   AS bad_fields,
+               count(*) FILTER (WHERE outcome = 'over_cap') AS over_value_cap,
+               count(*) FILTER (WHERE outcome = 'over_cap' AND relaxed) AS relaxed_band,
+               count(*) FILTER (WHERE outcome IN ('email_invalid', 'email_unsafe'))
+                   AS email_invalid
+          FROM pt2_rows
+        """
+    )
+    totals = await cursor.fetchone()
+    assert totals is not None
+    cursor = await conn.execute(
+        "SELECT raw_lead_id, reason FROM pt2_rows WHERE reason IS NOT NULL ORDER BY raw_lead_id"
+    )
+    rejected = [RejectedRow(row["raw_lead_id"], row["reason"]) for row in await cursor.fetchall()]
+    return Counts(**totals), rejected
+
+
+_OUTCOME_TYPES = {
+    "raw_lead_id": "bigint",
+    "relaxed": "boolean",
+    "home_value": "numeric",
+    "purchase_date": "date",
+    "renewal_date": "date",
+}
+
+
+async def _clay_rows(
+    conn: AsyncConnection[DictRow], refused: list[str]
+) -> dict[str, dict[str, object]]:
+    """The kept leads as Clay rows, by dedupe key, in raw row order."""
+    cursor = await conn.execute(
+        f"""
+        SELECT dedupe_key, greeting_name, last_name, email, state, zip, home_value::text,
+               {_READABLE_DATE} AS readable, renewal_date, segment
+          FROM pt2_rows
+         WHERE outcome = 'candidate' AND NOT email = ANY (%s::text[])
+         ORDER BY raw_lead_id
+        """,  # noqa: S608 - a constant
+        [refused],
+    )
+    return {
+        row["dedupe_key"]: {
+            "first_name": row["greeting_name"],
+            "last_name": row["last_name"],
+            "email": row["email"],
+            "state": row["state"],
+            "zip": row["zip"],
+            "home_value": row["home_value"],
+            "purchase_date": row["readable"],
+            "renewal_date": row["renewal_date"].isoformat(),
+            "segment": row["segment"],
+        }
+        for row in await cursor.fetchall()
+    }
 
 
 async def _unsafe_cells_report(ctx: WorkflowContext, rejected: list[RejectedRow]) -> dict[str, Any]:
@@ -413,23 +659,10 @@ def _clay_webhook(ctx: WorkflowContext, rows: int) -> ClayWebhook:
 
 
 async def _push_to_clay(
-    ctx: WorkflowContext, webhook: ClayWebhook, kept: list[Candidate]
+    ctx: WorkflowContext, webhook: ClayWebhook, rows: dict[str, dict[str, object]]
 ) -> dict[str, int]:
-    """Push the rows Clay does not have yet (see the module docstring); returns counts."""
-    rows: dict[str, dict[str, object]] = {
-        c.raw["dedupe_key"]: {
-            "first_name": c.greeting,
-            "last_name": c.last_name,
-            "email": c.email,
-            "state": c.state,
-            "zip": c.zip,
-            "home_value": str(c.home_value),
-            "purchase_date": readable_date(c.purchase),
-            "renewal_date": c.renewal.isoformat(),
-            "segment": c.segment,
-        }
-        for c in kept
-    }
+    """Push the rows (by dedupe key) Clay does not have yet (see the module docstring);
+    returns counts."""
     numbers = {"pushed": 0, "already_pushed": 0, "reposted_in_doubt": 0, "given_up_in_doubt": 0}
     settled: set[str] = set()
     for call in await ctx.external_calls(CLAY_CALL):

@@ -352,7 +352,7 @@ async def test_files_are_read_and_loaded_one_at_a_time(
     for name in ("a.csv", "b.csv", "c.csv"):
         write_export(folder / name, good_rows(4, name[0]))
     loaded_before_each_read: list[int] = []
-    real_read = cole_reader.read_export
+    real_read = cole_reader.read_export_bytes
 
     def spying_read(path: Path, **kwargs: Any) -> Any:
         with psycopg.connect(database_url) as conn:
@@ -361,7 +361,7 @@ async def test_files_are_read_and_loaded_one_at_a_time(
         loaded_before_each_read.append(int(row[0]))
         return real_read(path, **kwargs)
 
-    monkeypatch.setattr("workflows.pt1_cole_pull.read_export", spying_read)
+    monkeypatch.setattr("workflows.pt1_cole_pull.read_export_bytes", spying_read)
 
     result = await run_job(pipeline, "pt1", {"client": CLIENT, "month": MONTH})
 

@@ -59,8 +59,17 @@ async def test_loads_files_counts_and_dedupes_across_overlapping_exports(
     result = await run_job(pipeline, "pt1", {"client": client.name, "month": MONTH})
 
     assert result.status == "succeeded", result.runs
-    # rows travel with COPY (one per file, plus one for file A's bad row), not INSERT
+    # rows travel with COPY, not INSERT: PostgreSQL parses each CSV; file A has a ragged
+    # row, so its CSV COPY is refused and rolled back, and the Python reader stages it
+    # (plus one COPY for its bad row); file B goes through the CSV COPY alone
+    assert [c.split(")", 1)[-1].strip() or c.split("(")[0].strip() for c in copies] == [
+        "FROM STDIN (FORMAT csv)",
+        "FROM STDIN",
+        "FROM STDIN",
+        "FROM STDIN (FORMAT csv)",
+    ]
     assert [c.split("(")[0].strip() for c in copies] == [
+        "COPY pt1_stage",
         "COPY pt1_stage",
         "COPY cole_bad_rows",
         "COPY pt1_stage",
