@@ -215,7 +215,7 @@ async def run_until_idle(orch: Orchestrator, *, timeout: float = 90.0) -> None:
 async def jobs_by_workflow(orch: Orchestrator) -> dict[str, list[dict[str, Any]]]:
     rows = await fetch(
         orch,
-        "SELECT id, task_name, status::text AS status, args FROM procrastinate_jobs"
+        "SELECT id, task_name, status::text AS status, args, priority FROM procrastinate_jobs"
         " WHERE task_name NOT LIKE 'orchestrator.%%' ORDER BY id",
     )
     out: dict[str, list[dict[str, Any]]] = {}

@@ -54,7 +54,7 @@ from workflows.formatting import dedupe_key, normalize_zip
 from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_cole_pull
-from workflows.schedules import month_dedupe_key
+from workflows.schedules import enqueue_next_step
 from workflows.settings import pipeline_settings
 
 STAGE_COLUMNS = ("row_number", *FIELD_NAMES)
@@ -327,12 +327,7 @@ async def run(ctx: WorkflowContext, data: ColePullInput) -> dict[str, Any]:
         "bad_rows": totals["bad_rows"],
     }
     if data.chain:
-        result["next_job"] = await ctx.enqueue(
-            "pt2",
-            {"client": client.name, "month": data.month, "chain": True},
-            # the month's chain keeps one key: a second run-month finds it running
-            dedupe_key=month_dedupe_key(client.name, data.month),
-        )
+        result["next_job"] = await enqueue_next_step(ctx, "pt1", client.name, data.month)
     await notify(
         ctx,
         f"PT1 Cole pull done for {client.name}, {data.month}: {len(loaded)} file(s) loaded, "

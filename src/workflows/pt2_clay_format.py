@@ -64,7 +64,7 @@ from workflows.formatting import (
 from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_client_month
-from workflows.schedules import month_dedupe_key
+from workflows.schedules import enqueue_next_step
 from workflows.settings import pipeline_settings
 from workflows.windows import window_for_day
 
@@ -494,12 +494,7 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
     if clay:
         result["clay_push"] = clay
     if data.chain:
-        result["next_job"] = await ctx.enqueue(
-            "pt3",
-            {"client": client.name, "month": data.month, "chain": True},
-            # the month's chain keeps one key: a second run-month finds it running
-            dedupe_key=month_dedupe_key(client.name, data.month),
-        )
+        result["next_job"] = await enqueue_next_step(ctx, "pt2", client.name, data.month)
     await notify(
         ctx,
         f"PT2 Clay formatting done for {client.name}, {data.month}: {counts.cleaned} cleaned "

@@ -20,7 +20,7 @@ from workflows.gaps import build_gap_report, sample_evenly_by_zip
 from workflows.inputs import ClientMonth, client_lock
 from workflows.notify import notify
 from workflows.preflight import check_client_month
-from workflows.schedules import month_dedupe_key
+from workflows.schedules import enqueue_next_step
 
 
 async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
@@ -108,12 +108,7 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         },
     )
     if data.chain:
-        body["next_job"] = await ctx.enqueue(
-            "pt4",
-            {"client": client.name, "month": data.month, "chain": True},
-            # the month's chain keeps one key: a second run-month finds it running
-            dedupe_key=month_dedupe_key(client.name, data.month),
-        )
+        body["next_job"] = await enqueue_next_step(ctx, "pt3", client.name, data.month)
     alert = any(s["kind"] == "alert_head_of_fulfilment" for s in report.suggestions)
     text = (
         ("ALERT head of fulfilment: " if alert else "")

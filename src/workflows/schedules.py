@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from zoneinfo import ZoneInfo
 
-from orchestrator import Schedule, ScheduleContext
+from orchestrator import Schedule, ScheduleContext, WorkflowContext
 from workflows.clients import list_clients
 from workflows.windows import (
     SCHEDULE_TIMEZONE,
@@ -32,6 +32,34 @@ RUN_HOUR = 9
 
 def month_chain_payload(client: str, month: str) -> dict[str, object]:
     return {"client": client, "month": month, "chain": True}
+
+
+#: The steps of a chained month, in order.
+MONTH_CHAIN = ("pt1", "pt2", "pt3", "pt4")
+
+
+async def enqueue_next_step(ctx: WorkflowContext, step: str, client: str, month: str) -> int:
+    """Enqueue the step after ``step`` of a chained month (inside the attempt's transaction).
+
+    The next step keeps the month's dedupe key (a second ``run-month`` finds the chain
+    running) and gets a priority one higher than the step before it, so when every client's
+    month is enqueued at once, a month already under way goes before months not started yet.
+    That is what lets the whole book finish at the upload limit's pace: the first clients
+    reach PT4 (paced by EmailBison, not by CPU) while the others are still being ingested,
+    instead of every upload waiting for the last client's PT1.
+
+    >>> MONTH_CHAIN.index("pt3")
+    2
+    """
+    position = MONTH_CHAIN.index(step) + 1
+    if position >= len(MONTH_CHAIN):
+        raise ValueError(f"{step} is the last step of the month")
+    return await ctx.enqueue(
+        MONTH_CHAIN[position],
+        month_chain_payload(client, month),
+        dedupe_key=month_dedupe_key(client, month),
+        priority=position,
+    )
 
 
 def month_dedupe_key(client: str, month: str) -> str:
