@@ -112,7 +112,8 @@ async def test_an_answer_recorded_but_not_committed_is_not_sent_again(
     assert set(counts) == {lead.email for lead in leads}
     assert set(counts.values()) == {1}  # chunk 2 recorded from its answer, not re-sent
     window = result.output["windows"][0]
-    assert window["recorded_from_answers"] == 500
+    # The crashed chunk's answer, and those of the chunks in flight with it (let finish).
+    assert window["recorded_from_answers"] in (500, 700, 1000)
     assert await scalar(pipeline, "SELECT count(*) FROM uploaded_leads") == len(leads)
 
 
