@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import dashboard, enqueue, growth, latency, pipeline, throughput
+from bench import dashboard, enqueue, growth, latency, limits, pipeline, throughput
 from bench.harness import Bench, progress
 from bench.report import Result, render_table, write_results
 
@@ -21,6 +21,7 @@ FAMILIES: dict[str, Family] = {
     "pipeline": pipeline.run,
     "growth": growth.run,
     "dashboard": dashboard.run,
+    "limits": limits.run,
 }
 
 
