@@ -310,7 +310,6 @@ class EmailBisonClient:
         validation_error: type[EmailBisonValidationError],
     ) -> Any:
         status = response.status_code
-        quoted = excerpt(response.text, [self._api_key])
         where = f"{method} {path}"
         if 200 <= status < 300:
             if status == 204:
@@ -318,6 +317,7 @@ class EmailBisonClient:
             try:
                 body = response.json()
             except ValueError:
+                quoted = excerpt(response.text, [self._api_key])
                 raise EmailBisonRetryableError(
                     f"{where}: HTTP {status} with a body that is not JSON: {quoted!r}",
                     status_code=status,
@@ -334,6 +334,8 @@ class EmailBisonClient:
                     path=path,
                 )
             return body
+        # Quoted only on failure: a 500-lead answer is ~200 kB to scan for nothing.
+        quoted = excerpt(response.text, [self._api_key])
         message = f"{where}: HTTP {status}: {quoted!r}"
         context: dict[str, Any] = {"status_code": status, "method": method, "path": path}
         if is_retryable_status(status):

@@ -32,6 +32,14 @@ __all__ = ["LocalDebounce"]
 HOST = "127.0.0.1"
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog for many clients at once: with the default of 5, connections beyond
+    it wait for the client's SYN retry (about a second), which no real provider imposes."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class LocalDebounce:
     """A local Debounce stand-in on ``127.0.0.1`` (see the module docstring)."""
 
@@ -53,7 +61,7 @@ class LocalDebounce:
         self._tokens = max(1.0, rate_limit_per_second or 0.0)
         self._refilled_at = time.monotonic()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
         #: Answers given, by status; the checked addresses (200s only), in order.
@@ -85,7 +93,7 @@ class LocalDebounce:
         class Handler(_Handler):
             debounce = owner
 
-        server = ThreadingHTTPServer((HOST, self._port), Handler)
+        server = _Server((HOST, self._port), Handler)
         server.daemon_threads = True
         self._server = server
         self.url = f"http://{HOST}:{server.server_address[1]}/v1/"

@@ -66,6 +66,16 @@ __all__ = ["LocalEmailBison", "RequestRecord", "Workspace", "main"]
 logger = logging.getLogger("workflows.standins.emailbison_server")
 
 HOST = "127.0.0.1"
+
+
+class _Server(ThreadingHTTPServer):
+    """A listen backlog for many clients at once: with the default of 5, connections beyond
+    it wait for the client's SYN retry (about a second), which no real provider imposes."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 _BROKEN_JSON = b'{"data": [{"id": 1, "email": "trunc'
 
 
@@ -142,7 +152,7 @@ class LocalEmailBison:
         self._log: list[RequestRecord] = []
         self._cut: list[RequestRecord] = []
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._base_url = ""
         self.slow_seconds = latency
@@ -160,7 +170,7 @@ class LocalEmailBison:
             bison = owner
 
         self._stopping.clear()
-        server = ThreadingHTTPServer((HOST, self._port), Handler)
+        server = _Server((HOST, self._port), Handler)
         server.daemon_threads = True
         self._server = server
         self._base_url = f"http://{HOST}:{server.server_address[1]}"

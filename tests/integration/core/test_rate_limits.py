@@ -100,9 +100,7 @@ def test_processes_share_one_bucket(database_url: str) -> None:
     )
     env = subprocess_env(database_url)
     procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True
-        )
+        subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=60)[0] for p in procs]
