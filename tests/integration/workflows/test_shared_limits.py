@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from typing import Any
-
 import pytest
 
 from orchestrator import Orchestrator
@@ -198,9 +196,7 @@ async def test_debounce_checks_share_the_account_limit(database_url: str) -> Non
                     emails += [f"risky.{prefix}@example.com"]
                     return await client.validate_many(emails, concurrency=6)
 
-            verdicts: list[dict[str, Any]] = await asyncio.gather(
-                check(orchs[0], "ann"), check(orchs[1], "bob")
-            )
+            verdicts = await asyncio.gather(check(orchs[0], "ann"), check(orchs[1], "bob"))
         assert debounce.throttled == 0
         assert len(debounce.checked) == 62
         for result in verdicts:
