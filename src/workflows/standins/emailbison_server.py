@@ -20,13 +20,13 @@ What it enforces, following EmailBison's public docs where they speak:
 
 Faults for tests (thread-safe; checked in this order, before routing): ``slow_seconds`` delays
 every answer (``latency=`` when built: a provider's answer time, for benchmarks);
-``rate_limit_per_second`` answers 429 with a (fractional) ``Retry-After`` when its token
-bucket is empty (:attr:`throttled` counts the 429s); ``fail_next(...)`` answers a canned
-status/body; ``broken_json_next(n)`` answers 200 with truncated JSON;
-``slow_answer_next(seconds, ...)`` carries a request out and then holds its answer back (a client timeout on a request the server did store). Every request
-is recorded as (method, path, query, status), with its arrival time, the attempt that sent it
-(``X-Orchestrator-Run``), the emails of a lead upsert and the name of a rename;
-``on_answered`` (if set) is called with each record once the answer is written. The
+``rate_limit_per_second`` answers 429 with a (fractional) ``Retry-After`` when its token bucket
+is empty (:attr:`throttled` counts the 429s); ``fail_next(...)`` answers a canned status/body;
+``broken_json_next(n)`` answers 200 with truncated JSON; ``slow_answer_next(seconds, ...)``
+carries a request out and then holds its answer back (a client timeout on a request the server
+did store). Every request is recorded as (method, path, query, status), with its arrival time,
+the attempt that sent it (``X-Orchestrator-Run``), the emails of a lead upsert and the name of a
+rename; ``on_answered`` (if set) is called with each record once the answer is written. The
 Authorization header is never recorded or logged. ::
 
     with LocalEmailBison() as bison:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
+
 import pytest
 
 from orchestrator import Orchestrator
