@@ -160,7 +160,14 @@ async def _upload(
                         raise RuntimeError(f"bench: PT4 failed: {failed[0]}")
                     return len(runs) == clients
 
+                cpu_before = time.process_time()
                 await wait_until(finished, timeout=600, interval=0.2, what="the uploads")
+                requests = max(1, bison.request_count(path_contains=UPSERT))
+                progress(
+                    f"limits: CPU per upsert: workers {procs.cpu_seconds() / requests * 1000:.0f}"
+                    f" ms, this process (the stand-in) "
+                    f"{(time.process_time() - cpu_before) / requests * 1000:.0f} ms"
+                )
         finally:
             await orch.close()
     finally:

@@ -177,27 +177,40 @@ async def _record(
     uploaded: dict[str, int],
     rejected: dict[str, str],
 ) -> None:
-    """Record a chunk's answer: lead ids by (lower-cased) email, and the refused leads."""
-    rows: list[tuple[str, int | None, str, str | None]] = [
-        (email, lead_id, "uploaded", None) for email, lead_id in uploaded.items()
-    ]
-    rows += [(email, None, "rejected", reason) for email, reason in rejected.items()]
+    """Record a chunk's answer: lead ids by (lower-cased) email, and the refused leads.
+
+    One statement for the whole chunk (arrays unnested), not one per lead: at a provider's
+    full rate this runs twenty times a second.
+    """
+    rows: dict[str, tuple[int | None, str, str | None]] = {
+        email: (lead_id, "uploaded", None) for email, lead_id in uploaded.items()
+    }
+    rows |= {email: (None, "rejected", reason) for email, reason in rejected.items()}
     if not rows:
         return
-    async with ctx.connection.cursor() as cursor:
-        await cursor.executemany(
-            """
-            INSERT INTO uploaded_leads (client_id, workspace, email, window_id,
-                                        emailbison_lead_id, status, reason)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (client_id, workspace, email) DO UPDATE SET
-                window_id = EXCLUDED.window_id,
-                emailbison_lead_id = COALESCE(EXCLUDED.emailbison_lead_id,
-                                              uploaded_leads.emailbison_lead_id),
-                status = EXCLUDED.status, reason = EXCLUDED.reason, uploaded_at = now()
-            """,
-            [(client.id, client.emailbison_url, e, window_id, i, s, r) for e, i, s, r in rows],
-        )
+    await ctx.connection.execute(
+        """
+        INSERT INTO uploaded_leads (client_id, workspace, email, window_id,
+                                    emailbison_lead_id, status, reason)
+        SELECT %(client)s, %(workspace)s, r.email, %(window)s, r.lead_id, r.status, r.reason
+          FROM unnest(%(emails)s::text[], %(ids)s::bigint[], %(statuses)s::text[],
+                      %(reasons)s::text[]) AS r (email, lead_id, status, reason)
+        ON CONFLICT (client_id, workspace, email) DO UPDATE SET
+            window_id = EXCLUDED.window_id,
+            emailbison_lead_id = COALESCE(EXCLUDED.emailbison_lead_id,
+                                          uploaded_leads.emailbison_lead_id),
+            status = EXCLUDED.status, reason = EXCLUDED.reason, uploaded_at = now()
+        """,
+        {
+            "client": client.id,
+            "workspace": client.emailbison_url,
+            "window": window_id,
+            "emails": list(rows),
+            "ids": [row[0] for row in rows.values()],
+            "statuses": [row[1] for row in rows.values()],
+            "reasons": [row[2] for row in rows.values()],
+        },
+    )
 
 
 async def upload_chunk(

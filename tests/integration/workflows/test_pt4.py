@@ -381,7 +381,8 @@ async def test_retry_resumes_mid_month_without_duplicate_uploads(
     assert [(r.method, r.path) for r in attempt2[:1]] == [("GET", "/api/custom-variables")]
     assert len(attempt2) == 5 and upserts(attempt2) == [200, 200, 200, 200]
     sizes = [len(c.emails) for c in recorder.calls]
-    assert sizes[:4] == [500, 100, 400, 300] and sorted(sizes[4:]) == [200, 500]
+    assert sorted(sizes[:2]) == [100, 500] and sizes[2:4] == [400, 300]
+    assert sorted(sizes[4:]) == [200, 500]
 
     sent = Counter(recorder.successful_emails())
     assert set(sent) == {lead.email for lead in leads}
