@@ -56,7 +56,7 @@ from orchestrator._queries import named_blocks
 
 Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 
-QUERIES = named_blocks("rate_limits.sql")
+SQL = named_blocks("rate_limits.sql")
 
 #: A process claims at most this many seconds' worth of slots per round trip.
 BATCH_SECONDS = 0.1
@@ -172,7 +172,7 @@ class RateLimit:
         seconds = max(0.0, min(float(retry_after), 3600.0))
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                QUERIES["rate_limit_throttled"], {"key": self.key, "seconds": seconds}
+                SQL["rate_limit_throttled"], {"key": self.key, "seconds": seconds}
             )
             row = await cursor.fetchone()
         blocked = float(row["blocked_s"]) if row is not None else seconds
@@ -194,7 +194,7 @@ class RateLimit:
         n = self.batch
         async with self.pool.connection() as conn:
             cursor = await conn.execute(
-                QUERIES["rate_limit_grant"],
+                SQL["rate_limit_grant"],
                 {"key": self.key, "rate": self.rate, "burst": self.burst, "n": n},
             )
             row = await cursor.fetchone()
@@ -205,7 +205,7 @@ class RateLimit:
 
     async def _blocked_for(self) -> float:
         async with self.pool.connection() as conn:
-            cursor = await conn.execute(QUERIES["rate_limit_blocked_for"], {"key": self.key})
+            cursor = await conn.execute(SQL["rate_limit_blocked_for"], {"key": self.key})
             row = await cursor.fetchone()
         return float(row["blocked_s"]) if row is not None else 0.0
 
@@ -254,7 +254,7 @@ class RateLimitState:
 
 async def rate_limit_states(conn: psycopg.AsyncConnection[DictRow]) -> list[RateLimitState]:
     """Every shared limit's state (the ``orchestrator_rate_limit_status`` view), by key."""
-    cursor = await conn.execute(QUERIES["rate_limit_status"])
+    cursor = await conn.execute(SQL["rate_limit_status"])
     rows: Sequence[DictRow] = await cursor.fetchall()
     return [
         RateLimitState(
