@@ -120,7 +120,9 @@ class RateLimit:
 
     def __init__(self, pool: Pool, key: str, *, rate: float, burst: float = 1.0) -> None:
         check_limit(key, rate, burst)
-        self.pool = pool
+        # Weakly: the process-wide cache of handles is keyed by the pool and must not keep a
+        # closed pool alive.
+        self._pool = weakref.ref(pool)
         self.key = key
         self.rate = float(rate)
         self.burst = float(burst)
@@ -134,6 +136,13 @@ class RateLimit:
 
     def __repr__(self) -> str:
         return f"RateLimit({self.key!r}, rate={self.rate:g}, burst={self.burst:g})"
+
+    @property
+    def pool(self) -> Pool:
+        pool = self._pool()
+        if pool is None:
+            raise RuntimeError(f"rate limit {self.key!r}: its connection pool is gone")
+        return pool
 
     def configure(self, *, rate: float, burst: float) -> None:
         """Take new settings (the next claim writes them to the shared row)."""
