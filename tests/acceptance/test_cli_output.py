@@ -58,7 +58,7 @@ def test_worker_banner_and_one_line_per_expected_failure(database_url: str, tmp_
     assert "workflows: " in banner[1] and "flaky_fast" in banner[1]
     assert "schedules: monthly_pipeline next " in banner[2]
     database = conninfo_to_dict(database_url)["dbname"]
-    assert f"database:  {database} on " in banner[3] and "schema 0010_fencing_pipeline" in banner[3]
+    assert f"database:  {database} on " in banner[3] and "schema 0011_rate_limits" in banner[3]
 
     assert f"workflow flaky job {flaky} attempt 1 failed after running " in log
     assert re.search(

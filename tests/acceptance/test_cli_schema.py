@@ -59,12 +59,12 @@ def test_the_worker_exits_2_instead_of_restarting(database_url: str) -> None:
 
 def test_an_out_of_date_schema_names_both_revisions(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = '0009_fencing'")
+        conn.execute("UPDATE alembic_version SET version_num = '0010_fencing_pipeline'")
     status, worker = cli_many(database_url, ["status"], ["worker"])
     for result in (status, worker):
         line = one_line(result)
-        assert line.startswith(NOT_MIGRATED + " (the schema is at 0009_fencing; ")
-        assert "this version needs 0010_fencing_pipeline" in line
+        assert line.startswith(NOT_MIGRATED + " (the schema is at 0010_fencing_pipeline; ")
+        assert "this version needs 0011_rate_limits" in line
 
     migrated = cli(database_url, "migrate")
     assert migrated.returncode == 0, migrated.stderr
@@ -90,7 +90,7 @@ def test_the_embedded_database_is_migrated_on_first_use_and_psql_opens_it() -> N
             f"orchestrator: embedded PostgreSQL created in {data_dir} "
             "(set ORCHESTRATOR_DATABASE_URL to use another server)",
             "orchestrator: migrating the embedded database to the latest schema (first use)",
-            "orchestrator: database migrated to 0010_fencing_pipeline",
+            "orchestrator: database migrated to 0011_rate_limits",
         ]
 
         again = run_cli("status", env=env)

@@ -13,6 +13,9 @@ minute for ``orchestrator status`` at no extra cost; ``throttled`` counts the 42
 The view ``orchestrator_rate_limit_status`` shows each bucket as an operator reads it
 (tokens now, seconds until the next free slot, blocked until).
 
+Safe to apply again over itself (``IF NOT EXISTS``, ``OR REPLACE``): a database stamped one
+revision behind is migrated, not broken.
+
 Revision ID: 0011_rate_limits
 Revises: 0010_fencing_pipeline
 """
@@ -28,7 +31,7 @@ depends_on = None
 def upgrade() -> None:
     op.execute(
         """
-        CREATE TABLE orchestrator_rate_limits (
+        CREATE TABLE IF NOT EXISTS orchestrator_rate_limits (
             key                text PRIMARY KEY CHECK (length(key) BETWEEN 1 AND 300),
             rate               double precision NOT NULL CHECK (rate > 0),
             burst              double precision NOT NULL CHECK (burst >= 1),
@@ -48,7 +51,7 @@ def upgrade() -> None:
         COMMENT ON COLUMN orchestrator_rate_limits.blocked_until IS
             'no grant before this time (a provider answered 429 with Retry-After)';
 
-        CREATE VIEW orchestrator_rate_limit_status AS
+        CREATE OR REPLACE VIEW orchestrator_rate_limit_status AS
         SELECT key, rate, burst,
                least(burst, greatest(0.0,
                    burst - extract(epoch FROM greatest(tat, now()) - now()) * rate))
