@@ -9,7 +9,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from bench import dashboard, enqueue, fleet, growth, ingest, latency, pipeline, throughput
+from bench import (
+    dashboard,
+    enqueue,
+    fleet,
+    growth,
+    ingest,
+    latency,
+    limits,
+    pipeline,
+    throughput,
+)
 from bench.harness import Bench, progress
 from bench.report import Result, render_table, write_results
 
@@ -22,6 +32,7 @@ FAMILIES: dict[str, Family] = {
     "ingest": ingest.run,
     "growth": growth.run,
     "dashboard": dashboard.run,
+    "limits": limits.run,
     "fleet": fleet.run,
 }
 

@@ -12,6 +12,7 @@ what this module exports::
     CheckContext, Submission                              enqueue-time checks, Orchestrator.submit
     notice                                                a command's one-line note on stderr
     ExternalCall            a recorded non-idempotent external call (intent, outcome)
+    RateLimit, RateLimitState  a limit shared by every worker (ctx.rate_limit), its state
     Schedule, ScheduleContext                             for calendar starts
     Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
@@ -61,6 +62,7 @@ from orchestrator._log import notice
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._preflight import CheckContext, Submission
 from orchestrator._queries import load_queries
+from orchestrator._rate_limits import RateLimit, RateLimitState
 from orchestrator._redaction import register_secret
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
@@ -93,6 +95,8 @@ __all__ = [
     "PageNotFound",
     "PermanentError",
     "QueueStatus",
+    "RateLimit",
+    "RateLimitState",
     "Registry",
     "RetryPolicy",
     "RetryableError",

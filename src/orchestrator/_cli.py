@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", help="queue name (default: the workflow's)")
     p.set_defaults(handler=cmd_enqueue)
 
-    p = _parser(sub, "status", "job counts in total and per workflow")
+    p = _parser(sub, "status", "job counts in total and per workflow, and the shared rate limits")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=cmd_status)
 
@@ -524,12 +524,17 @@ async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     orch = await _open(settings)
     try:
         status = await orch.queue_status()
+        limits = await orch.rate_limits()
     finally:
         await orch.close()
     if args.json:
-        print(json.dumps(status.as_dict(), indent=2))
+        answer = status.as_dict() | {"rate_limits": [limit.as_dict() for limit in limits]}
+        print(json.dumps(answer, indent=2))
         return 0
     print(show.status_table(status))
+    if limits:
+        print()
+        print(show.rate_limits_table(limits))
     return 0
 
 

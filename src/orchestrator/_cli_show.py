@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from orchestrator._job_control import BulkRetry
 from orchestrator._progress import describe_progress
+from orchestrator._rate_limits import RateLimitState
 from orchestrator._schedules import Schedule, next_runs
 from orchestrator._settings import Settings
 from orchestrator._status import STATES, QueueStatus
@@ -159,6 +160,40 @@ def status_table(status: QueueStatus) -> str:
     for name, counts in sorted(status.by_workflow.items()):
         rows.append((name, *(str(v) for v in counts.as_dict().values())))
     rows.append(("total", *(str(v) for v in status.total.as_dict().values())))
+    return plain_table(rows)
+
+
+def rate_limits_table(limits: Sequence[RateLimitState]) -> str:
+    """The shared rate limits: configured rate and burst, tokens now, the wait for a new
+    grant, a 429 block, and grants in this and the last clock minute."""
+    rows: list[tuple[str, ...]] = [
+        (
+            "rate limit",
+            "rate/s",
+            "burst",
+            "tokens",
+            "next in",
+            "blocked until",
+            "grants/min",
+            "last min",
+            "429s",
+        )
+    ]
+    for limit in limits:
+        blocked = "-" if limit.blocked_until is None else limit.blocked_until.strftime("%H:%M:%S")
+        rows.append(
+            (
+                limit.key,
+                f"{limit.rate:g}",
+                f"{limit.burst:g}",
+                f"{limit.tokens:.1f}",
+                f"{limit.next_grant_in_s:.2f}s",
+                blocked,
+                str(limit.grants_this_minute),
+                str(limit.grants_last_minute),
+                str(limit.throttled),
+            )
+        )
     return plain_table(rows)
 
 

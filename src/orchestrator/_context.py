@@ -42,6 +42,7 @@ from psycopg.rows import DictRow
 from orchestrator._errors import FencedAttempt, WorkerStopping
 from orchestrator._external_calls import CallHandle, CallLedger, ExternalCall
 from orchestrator._lease import Lease
+from orchestrator._rate_limits import RateLimit, rate_limit
 from orchestrator._settings import Settings
 
 EnqueueInTransaction = Callable[..., Awaitable[int]]
@@ -152,6 +153,15 @@ class WorkflowContext:
     ) -> bool:
         """Record what this attempt found out about an earlier call in doubt."""
         return await self._ledger.resolve(call, outcome, failed=failed)
+
+    def rate_limit(self, key: str, *, rate: float, burst: float = 1.0) -> RateLimit:
+        """The shared limit ``key`` (e.g. ``"emailbison:https://bison.example"``), at most
+        ``rate`` grants a second with bursts of ``burst``, shared by every worker process
+        and host through PostgreSQL. ``await limit.acquire()`` before each request; report a
+        429 with ``await limit.throttled(retry_after)``. Grants use pool connections of
+        their own, never this attempt's transaction. See :mod:`orchestrator._rate_limits`.
+        """
+        return rate_limit(self._ledger.pool, key, rate=rate, burst=burst)
 
     async def enqueue(self, workflow: str, payload: Mapping[str, Any], **options: Any) -> int:
         """Enqueue a follow-up job inside this attempt's transaction.

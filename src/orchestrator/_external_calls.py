@@ -16,10 +16,18 @@ the calls still in doubt. Example::
 Leaving the block normally records ``done`` with :attr:`CallHandle.outcome`; an exception
 leaves the intent in doubt, unless the request never left (the lease check or a stop request
 refused it) or ``refused(exc)`` says the answer proves nothing was done: then ``failed``.
+
+Calls may run concurrently (several asyncio tasks, each in its own ``external_call`` block):
+the ledger writes on pool connections of its own, never on the workflow's transaction, and
+"a request is leaving" marks only the calls open in the sending task (a context variable,
+inherited by the tasks a block starts), so one task's request does not put another task's
+unsent call in doubt.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -40,6 +48,12 @@ Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 logger = logging.getLogger("orchestrator.external_calls")
 
 CALL_STATES = ("intent", "done", "failed")
+
+#: The calls open in the running task (and the tasks it started): a request made there may
+#: be any of them.
+_open_here: contextvars.ContextVar[tuple[CallHandle, ...]] = contextvars.ContextVar(
+    "orchestrator_open_calls", default=()
+)
 
 
 @dataclass(frozen=True)
@@ -178,9 +192,10 @@ class CallLedger:
             return [ExternalCall.from_row(row) for row in await cursor.fetchall()]
 
     def mark_sent(self) -> None:
-        """A request is leaving: every open call may now have happened."""
-        for handle in self.open:
-            handle.sent = True
+        """A request is leaving: every call open in this task may now have happened."""
+        for handle in _open_here.get():
+            if handle in self.open:
+                handle.sent = True
 
     @asynccontextmanager
     async def call(
@@ -194,10 +209,12 @@ class CallLedger:
         """Intent, then the block (the call), then the outcome (see the module docstring)."""
         handle = CallHandle(await self.intent(kind, key, request))
         self.open.append(handle)
+        token = _open_here.set((*_open_here.get(), handle))
         try:
             yield handle
         except BaseException as exc:
             self.open.remove(handle)
+            _forget(token)
             not_sent = not handle.sent
             if handle._failed or not_sent or (refused is not None and refused(exc)):
                 detail = {**handle.outcome, "error": type(exc).__name__, "message": str(exc)}
@@ -209,4 +226,11 @@ class CallLedger:
                     logger.warning("could not record the failure of call %s", handle.call.id)
             raise
         self.open.remove(handle)
+        _forget(token)
         await self.outcome(handle.call, handle.outcome, failed=handle._failed)
+
+
+def _forget(token: contextvars.Token[tuple[CallHandle, ...]]) -> None:
+    # ValueError: left in another context than entered (a generator closed elsewhere).
+    with contextlib.suppress(ValueError):
+        _open_here.reset(token)

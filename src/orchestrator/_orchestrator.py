@@ -37,6 +37,7 @@ from orchestrator._job_manager import GuardedJobManager
 from orchestrator._plugins import load_registry, plugin_secrets
 from orchestrator._pool import AutocommitConnector, CheckedPool
 from orchestrator._queries import QUERIES
+from orchestrator._rate_limits import RateLimit, RateLimitState, rate_limit, rate_limit_states
 from orchestrator._redaction import SecretScrubber
 from orchestrator._registry import Registry
 from orchestrator._runner import Runner
@@ -351,6 +352,17 @@ class Orchestrator:
     async def queue_status(self) -> status.QueueStatus:
         async with self.pool.connection() as conn:
             return await status.queue_status(conn, self.registry.names())
+
+    @translated("could not read the shared rate limits")
+    async def rate_limits(self) -> list[RateLimitState]:
+        """Every shared rate limit's state now (``orchestrator status``, the console)."""
+        async with self.pool.connection() as conn:
+            return await rate_limit_states(conn)
+
+    def rate_limit(self, key: str, *, rate: float, burst: float = 1.0) -> RateLimit:
+        """This process's handle on the shared limit ``key`` (outside a workflow: scripts,
+        benchmarks); a workflow uses ``ctx.rate_limit``."""
+        return rate_limit(self.pool, key, rate=rate, burst=burst)
 
     @translated("could not read the runs")
     async def list_runs(self, **filters: Any) -> list[dict[str, Any]]:

@@ -62,6 +62,9 @@ ENGINE_WORKER_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "orchestrator_run_counts": ("SELECT",),
     # the schema version belongs to migrate
     "alembic_version": ("SELECT",),
+    # shared rate limits: workers take grants and report 429s; removing a limit is an
+    # operator's act
+    "orchestrator_rate_limits": ("SELECT", "INSERT", "UPDATE"),
 }
 
 _BLOCKS = named_blocks("roles.sql")

@@ -16,7 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -73,7 +74,9 @@ def excerpt(text: str, secrets: Iterable[str] = (), limit: int = EXCERPT_CHARS) 
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
-    text = _WHITESPACE.sub(" ", text).strip()
+    # Secrets are gone, so a prefix is safe to cut: collapsing whitespace in a whole large body
+    # would cost milliseconds for a quote of ``limit`` characters.
+    text = _WHITESPACE.sub(" ", text[: limit * 8]).strip()
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
@@ -97,11 +100,47 @@ def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     return float(min(cap, base * (2**attempt)))
 
 
+class Pacer(Protocol):
+    """What a client asks before each request and tells after a 429.
+
+    :class:`orchestrator.RateLimit` (``ctx.rate_limit``: shared by every worker through
+    PostgreSQL) and :class:`RateLimiter` (this process only) are pacers.
+    """
+
+    async def acquire(self) -> float:
+        """Return when the next request may go (the seconds waited)."""
+        ...
+
+    async def throttled(self, retry_after: float) -> float:
+        """The provider answered 429: hold every request back for ``retry_after`` seconds."""
+        ...
+
+
+def instance_origin(url: str) -> str:
+    """``scheme://host[:port]`` of a provider URL, lower-cased: the instance a shared limit
+    is keyed by (two workspaces of one EmailBison server share its rate).
+
+    >>> instance_origin("HTTPS://Bison.Example:8443/api/")
+    'https://bison.example:8443'
+    """
+    parts = urlsplit(url.strip())
+    if not parts.scheme or not parts.hostname:
+        raise ValueError(
+            f"not an absolute URL: expected https://host, got {excerpt(url, limit=60)!r}"
+        )
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme.lower()}://{host}{port}"
+
+
 class RateLimiter:
-    """Spaces calls at least ``1 / per_second`` seconds apart (no bursts).
+    """Spaces calls at least ``1 / per_second`` seconds apart (no bursts), in one process.
 
     A plain interval rather than a token bucket: uploads are long, steady streams, and an even
     pace is what a provider's limiter likes best. Safe to share between tasks of one event loop.
+    A limit shared by several processes is :class:`orchestrator.RateLimit` instead.
 
     >>> limiter = RateLimiter(10.0)   # at most ten calls a second
     >>> # await limiter.wait()  before each request
@@ -123,6 +162,17 @@ class RateLimiter:
                 await asyncio.sleep(delay)
                 now = time.monotonic()
             self._next_at = max(now, self._next_at) + self.interval
+
+    async def acquire(self) -> float:
+        """:meth:`wait`, as a :class:`Pacer`."""
+        started = time.monotonic()
+        await self.wait()
+        return time.monotonic() - started
+
+    async def throttled(self, retry_after: float) -> float:
+        """No call of this limiter before ``retry_after`` seconds from now."""
+        self._next_at = max(self._next_at, time.monotonic() + max(0.0, retry_after))
+        return max(0.0, retry_after)
 
 
 class _RedactingFilter(logging.Filter):

@@ -16,6 +16,10 @@ Errors are ``PermanentError``/``RetryableError`` subclasses. Inside a call, 408/
 timeouts and connection errors are retried ``max_retries`` times with exponential backoff
 (honouring ``Retry-After``, capped at ``max_retry_sleep``); a GET is always safe to repeat.
 
+``rate_limit`` (PT2 passes the account's shared limit, see :mod:`workflows.limits`) is asked
+before every request and told of every 429, so all workers checking emails together stay
+within the account's rate and a 429 holds them all back.
+
 >>> async with DebounceClient(api_key) as debounce:                      # doctest: +SKIP
 ...     verdicts = await debounce.validate_many(emails, concurrency=8)
 ...     keep = [e for e in emails if verdicts[e]]
@@ -34,6 +38,7 @@ import httpx
 from orchestrator import PermanentError, RetryableError, WorkflowError
 from workflows._http import (
     EventHooks,
+    Pacer,
     backoff_delay,
     excerpt,
     is_retryable_status,
@@ -100,6 +105,7 @@ class DebounceClient:
         backoff_base: float = 0.5,
         max_retry_sleep: float = 30.0,
         event_hooks: EventHooks | None = None,
+        rate_limit: Pacer | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty (without one only syntax checks exist)")
@@ -112,6 +118,7 @@ class DebounceClient:
         self._backoff_base = backoff_base
         self._max_retry_sleep = max_retry_sleep
         self._cache: dict[str, bool] = {}
+        self._limit = rate_limit
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             transport=transport,
@@ -184,17 +191,24 @@ class DebounceClient:
             delay = error.retry_after
             if delay is None:
                 delay = backoff_delay(attempt, base=self._backoff_base, cap=self._max_retry_sleep)
+            throttled = error.status_code == 429 and self._limit is not None
+            if throttled:
+                assert self._limit is not None
+                await self._limit.throttled(delay)  # every checker waits, not only this one
             if attempt >= self._max_retries or delay > self._max_retry_sleep:
                 raise error
             attempt += 1
             logger.info(
                 "Debounce: %s; retry %d/%d in %.2fs", error, attempt, self._max_retries, delay
             )
-            await asyncio.sleep(delay)
+            if not throttled:  # after a 429 the limit's next grant waits for the block
+                await asyncio.sleep(delay)
 
     async def _attempt(self, email: str) -> bool | DebounceRetryableError:
         """One request: the verdict, or the retryable error to retry (others are raised)."""
         path = self._url.path
+        if self._limit is not None:
+            await self._limit.acquire()
         try:
             response = await self._http.get(
                 self._url, params={"api": self._api_key, "email": email}

@@ -62,6 +62,7 @@ from workflows.formatting import (
     split_household_names,
 )
 from workflows.inputs import ClientMonth, client_lock
+from workflows.limits import debounce_limit
 from workflows.notify import notify
 from workflows.preflight import check_client_month
 from workflows.schedules import enqueue_next_step
@@ -395,13 +396,17 @@ async def _deliverable(ctx: WorkflowContext, emails: list[str]) -> tuple[dict[st
     missing = [e for e in emails if e not in verdicts]
     if missing:
         async with DebounceClient(
-            key.get_secret_value(), base_url=settings.debounce_url, event_hooks=ctx.http_hooks
+            key.get_secret_value(),
+            base_url=settings.debounce_url,
+            event_hooks=ctx.http_hooks,
+            rate_limit=debounce_limit(ctx),  # the account's, shared by every worker
         ) as debounce:
             # Committed batch by batch: a failure part way (no credits, an outage) costs at
             # most one batch of checks on the next attempt, not all of them again.
             for start in range(0, len(missing), DEBOUNCE_BATCH):
                 fresh = await debounce.validate_many(
-                    missing[start : start + DEBOUNCE_BATCH], concurrency=8
+                    missing[start : start + DEBOUNCE_BATCH],
+                    concurrency=settings.debounce_concurrency,
                 )
                 async with conn.cursor() as cursor:
                     # ON CONFLICT: another client's PT2 may have checked the same address.

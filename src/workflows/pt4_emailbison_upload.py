@@ -9,16 +9,31 @@ A 422 on a chunk isolates the offending leads (recorded as ``rejected`` with Ema
 reason) and sends the rest again. 429 honours Retry-After (in the client, then as a job
 retry); 401/403/404 are permanent.
 
+Concurrency. Against a provider answering in 300 ms, one request at a time caps a PT4 near
+three requests a second whatever the allowed rate, so up to ``ORCHESTRATOR_EMAILBISON_
+CONCURRENCY`` chunks (default 8) are in flight at once, each an asyncio task that builds its
+leads, records its intent and sends, paced by the instance's shared rate limit (see
+:mod:`workflows.limits`: every client and worker on the instance draws from it, oldest
+waiter first, so concurrent clients progress side by side). The workflow's own transaction
+is touched by the main task only: it records each chunk's answer in ``uploaded_leads`` and
+commits as the chunks complete, in whatever order they complete (resuming reads what was
+recorded, not a position).
+
 Each chunk is an external call (``emailbison.upsert_leads``): its intent (window, emails) is
-committed before the request and its outcome (the stored lead ids) right after the answer. A
-retry first settles the calls of earlier attempts: a chunk whose answer was recorded but whose
+committed before the request (on a pool connection, not the workflow's transaction) and its
+outcome (the stored lead ids) right after the answer. When a chunk fails, no new chunk is
+started and the others in flight are let finish, so their answers are in the ledger. A retry
+first settles the calls of earlier attempts: a chunk whose answer was recorded but whose
 ``uploaded_leads`` rows were not committed is recorded from that answer, without a request; a
 chunk in doubt (no answer recorded: a crash, a timeout) is sent again once, as the upsert it
-is, and the old call resolved. So an interruption costs at most one chunk sent twice.
+is, and the old call resolved. So an interruption leaves at most the chunks in flight in
+doubt: at most N chunks sent twice, N being the concurrency.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from orchestrator import ExternalCall, PermanentError, Workflow, WorkflowContext
@@ -34,8 +49,10 @@ from workflows.emailbison import (
 )
 from workflows.emailbison.workspace import emailbison_api, emailbison_key
 from workflows.inputs import ClientMonth, client_lock
+from workflows.limits import emailbison_limit
 from workflows.notify import notify
 from workflows.preflight import check_client_month
+from workflows.settings import pipeline_settings
 from workflows.windows import upload_date_for_window, window_list_name, windows_for_month
 
 #: The external-call kind of one chunk upload.
@@ -160,27 +177,40 @@ async def _record(
     uploaded: dict[str, int],
     rejected: dict[str, str],
 ) -> None:
-    """Record a chunk's answer: lead ids by (lower-cased) email, and the refused leads."""
-    rows: list[tuple[str, int | None, str, str | None]] = [
-        (email, lead_id, "uploaded", None) for email, lead_id in uploaded.items()
-    ]
-    rows += [(email, None, "rejected", reason) for email, reason in rejected.items()]
+    """Record a chunk's answer: lead ids by (lower-cased) email, and the refused leads.
+
+    One statement for the whole chunk (arrays unnested), not one per lead: at a provider's
+    full rate this runs twenty times a second.
+    """
+    rows: dict[str, tuple[int | None, str, str | None]] = {
+        email: (lead_id, "uploaded", None) for email, lead_id in uploaded.items()
+    }
+    rows |= {email: (None, "rejected", reason) for email, reason in rejected.items()}
     if not rows:
         return
-    async with ctx.connection.cursor() as cursor:
-        await cursor.executemany(
-            """
-            INSERT INTO uploaded_leads (client_id, workspace, email, window_id,
-                                        emailbison_lead_id, status, reason)
-            VALUES (%s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (client_id, workspace, email) DO UPDATE SET
-                window_id = EXCLUDED.window_id,
-                emailbison_lead_id = COALESCE(EXCLUDED.emailbison_lead_id,
-                                              uploaded_leads.emailbison_lead_id),
-                status = EXCLUDED.status, reason = EXCLUDED.reason, uploaded_at = now()
-            """,
-            [(client.id, client.emailbison_url, e, window_id, i, s, r) for e, i, s, r in rows],
-        )
+    await ctx.connection.execute(
+        """
+        INSERT INTO uploaded_leads (client_id, workspace, email, window_id,
+                                    emailbison_lead_id, status, reason)
+        SELECT %(client)s, %(workspace)s, r.email, %(window)s, r.lead_id, r.status, r.reason
+          FROM unnest(%(emails)s::text[], %(ids)s::bigint[], %(statuses)s::text[],
+                      %(reasons)s::text[]) AS r (email, lead_id, status, reason)
+        ON CONFLICT (client_id, workspace, email) DO UPDATE SET
+            window_id = EXCLUDED.window_id,
+            emailbison_lead_id = COALESCE(EXCLUDED.emailbison_lead_id,
+                                          uploaded_leads.emailbison_lead_id),
+            status = EXCLUDED.status, reason = EXCLUDED.reason, uploaded_at = now()
+        """,
+        {
+            "client": client.id,
+            "workspace": client.emailbison_url,
+            "window": window_id,
+            "emails": list(rows),
+            "ids": [row[0] for row in rows.values()],
+            "statuses": [row[1] for row in rows.values()],
+            "reasons": [row[2] for row in rows.values()],
+        },
+    )
 
 
 async def upload_chunk(
@@ -226,6 +256,73 @@ async def _send_chunk(
         uploaded = {lead.email.lower(): lead.id for lead in stored}
         call.outcome = {"uploaded": uploaded, "rejected": rejected}
     return uploaded, rejected
+
+
+ChunkTask = asyncio.Task[tuple[dict[str, int], dict[str, str]]]
+
+
+async def _upload_window(
+    ctx: WorkflowContext,
+    client: Client,
+    api: EmailBisonClient,
+    window: Any,
+    pending: list[Any],
+    *,
+    concurrency: int,
+    chunk_done: Callable[[int], Awaitable[None]],
+) -> tuple[int, int]:
+    """Send ``pending`` in chunks, at most ``concurrency`` in flight; return (sent, rejected).
+
+    Each chunk's answer is recorded and committed by this (the main) task as it arrives, then
+    ``chunk_done(leads)`` reports progress. On an error no chunk is started any more and the
+    chunks in flight are let finish (their answers reach the ledger, for the next attempt to
+    record without a request); on cancellation they are cancelled.
+    """
+    chunks = [
+        pending[start : start + MAX_LEADS_PER_REQUEST]
+        for start in range(0, len(pending), MAX_LEADS_PER_REQUEST)
+    ]
+    in_flight: dict[ChunkTask, int] = {}
+    sent = rejected_total = 0
+    following = 0
+    try:
+        while following < len(chunks) or in_flight:
+            while following < len(chunks) and len(in_flight) < concurrency:
+                await ctx.check()
+                chunk = chunks[following]
+                following += 1
+                task = asyncio.create_task(_send_chunk(ctx, api, window, chunk))
+                in_flight[task] = len(chunk)
+            finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(finished, key=list(in_flight).index):
+                uploaded, rejected = task.result()  # a chunk's error ends the window here
+                await _record(ctx, client, window["id"], uploaded, rejected)
+                await ctx.commit()
+                sent += len(uploaded)
+                rejected_total += len(rejected)
+                await chunk_done(in_flight.pop(task))
+    except asyncio.CancelledError:
+        await _stop_in_flight(in_flight, cancel=True)
+        raise
+    except BaseException:
+        await _stop_in_flight(in_flight, cancel=False)
+        raise
+    return sent, rejected_total
+
+
+async def _stop_in_flight(in_flight: dict[ChunkTask, int], *, cancel: bool) -> None:
+    """Let the chunks in flight end (or cancel them) and collect their errors quietly."""
+    tasks = list(in_flight)
+    if cancel:
+        for task in tasks:
+            task.cancel()
+    try:
+        await asyncio.gather(*tasks, return_exceptions=True)
+    except asyncio.CancelledError:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _settle_earlier_calls(
@@ -291,7 +388,15 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     processed = 0
     await ctx.progress(0, total_leads, note="leads")
     earlier = [c for c in await ctx.external_calls(UPSERT_CALL) if c.run_id != ctx.run_id]
-    async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api:
+    concurrency = pipeline_settings(ctx.settings).emailbison_concurrency
+
+    async def chunk_done(leads: int) -> None:
+        nonlocal processed
+        processed += leads
+        await ctx.progress(processed, total_leads, note="leads")
+
+    limit = emailbison_limit(ctx, client.emailbison_url)
+    async with emailbison_api(client, ctx.settings, ctx.http_hooks, rate_limit=limit) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
         for window in windows:
             await ctx.check()
@@ -304,15 +409,11 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
             processed += before - len(pending)  # calls in doubt, settled just now
             # Chunks in doubt sent again count as sent by this run.
             sent, rejected_total = settled["resent_in_doubt"], settled["rejected_in_doubt"]
-            for start in range(0, len(pending), MAX_LEADS_PER_REQUEST):
-                chunk = pending[start : start + MAX_LEADS_PER_REQUEST]
-                uploaded, rejected = await _send_chunk(ctx, api, window, chunk)
-                await _record(ctx, client, window["id"], uploaded, rejected)
-                await ctx.commit()
-                processed += len(chunk)
-                await ctx.progress(processed, total_leads, note="leads")
-                sent += len(uploaded)
-                rejected_total += len(rejected)
+            sent_now, rejected_now = await _upload_window(
+                ctx, client, api, window, pending, concurrency=concurrency, chunk_done=chunk_done
+            )
+            sent += sent_now
+            rejected_total += rejected_now
             cursor = await ctx.connection.execute(
                 """
                 UPDATE renewal_windows w SET

@@ -28,6 +28,7 @@ from workflows.clients import Client, get_client
 from workflows.emailbison import Campaign, EmailBisonClient, nothing_done
 from workflows.emailbison.workspace import emailbison_api, emailbison_key
 from workflows.inputs import client_lock
+from workflows.limits import emailbison_limit
 from workflows.notify import notify
 from workflows.preflight import check_upload_week
 from workflows.windows import (
@@ -122,7 +123,8 @@ async def run(ctx: WorkflowContext, data: EvergreenInput) -> dict[str, Any]:
         for c in await ctx.external_calls()
         if c.run_id != ctx.run_id and c.kind in (ATTACH_CALL, RENAME_CALL)
     ]
-    async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api:
+    limit = emailbison_limit(ctx, client.emailbison_url)
+    async with emailbison_api(client, ctx.settings, ctx.http_hooks, rate_limit=limit) as api:
         campaigns = await _campaigns(client, api)
         for segment, campaign in sorted(campaigns.items()):
             # Without an HNW twin, the HNW leads go to the evergreen campaign with the rest

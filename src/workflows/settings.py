@@ -10,13 +10,15 @@ Workflows read it with :func:`pipeline_settings`::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from orchestrator import Duration, Settings
+from workflows._http import instance_origin
 
 
 class PipelineSettings(Settings):
@@ -30,13 +32,49 @@ class PipelineSettings(Settings):
     debounce_url: str = "https://api.debounce.io/v1/"
     clay_webhook_url: SecretStr | None = None
     clay_webhook_auth: SecretStr | None = None
-    emailbison_rate_limit: float | None = Field(default=None, gt=0)
+    debounce_rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="Debounce checks a second for the whole account, shared by every worker "
+        "(through PostgreSQL); unset: no limit.",
+    )
+    debounce_rate_burst: float = Field(default=1.0, ge=1, le=10_000)
+    debounce_concurrency: int = Field(
+        default=8, ge=1, le=64, description="Debounce checks in flight per PT2."
+    )
+    emailbison_rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests a second to one EmailBison instance, shared by every worker and "
+        "every client on it (through PostgreSQL); unset: no limit.",
+    )
+    emailbison_rate_burst: float = Field(default=1.0, ge=1, le=10_000)
+    emailbison_rate_limits: dict[str, float] = Field(
+        default_factory=dict,
+        description='Per-instance overrides of the rate, as JSON: {"https://bison.example": 50}.',
+    )
+    emailbison_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Chunk uploads in flight per PT4 (rate x latency: 20/s x 0.3 s needs 6).",
+    )
     emailbison_timeout: Duration = Field(default=30.0, gt=0, le=600)
     emailbison_allow_http_loopback: bool = Field(
         default=False,
         description="Let clients use plain http to 127.0.0.1/localhost/::1 (local stand-ins "
         "in tests and the demo); otherwise EmailBison URLs must be https.",
     )
+
+    @field_validator("emailbison_rate_limits")
+    @classmethod
+    def _rates_by_origin(cls, value: dict[str, float]) -> dict[str, float]:
+        for url, rate in value.items():
+            instance_origin(url)  # ValueError names the URL's form
+            if not (rate > 0 and math.isfinite(rate)):
+                raise ValueError(f"{url}: the rate must be a positive number, got {rate!r}")
+        return value
+
     secrets_dir: Path | None = Field(
         default=None, description="Directory of secret files named after their key env var."
     )

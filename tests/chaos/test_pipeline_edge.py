@@ -150,7 +150,8 @@ async def test_sigterm_mid_upload_drains_longer_than_stalled_after(
             code = await asyncio.to_thread(worker.process.wait, 20)
             drains.append(round(time.monotonic() - began, 2))
             assert code == 0, worker.log_tail()
-            assert await edge.upserts_done() == before + 1  # the chunk in flight finished
+            # the chunks in flight finished (the slow one among them)
+            assert before + 1 <= await edge.upserts_done() <= before + edge.chunks_in_flight
             edge.run.workers.start()
         await edge.run.wait_until_done([job_id], timeout=DONE_TIMEOUT)
         numbers = await edge.check([job_id], interruptions=len(drains))

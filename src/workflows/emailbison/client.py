@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from workflows._http import (
     EventHooks,
+    Pacer,
     RateLimiter,
     backoff_delay,
     excerpt,
@@ -70,10 +71,13 @@ _MAX_PAGES = 10_000
 class EmailBisonClient:
     """An EmailBison workspace, reached with its ``api-user`` key.
 
-    ``max_requests_per_second`` paces every request of this client (no published limit
-    exists; one third-party client assumes ~50/s). ``event_hooks`` go to httpx (a workflow
-    passes ``ctx.http_hooks``: no request leaves once its attempt is fenced). ``transport``
-    is for tests.
+    ``rate_limit`` paces every request of this client: a workflow passes the instance's
+    shared limit (``ctx.rate_limit``, see :mod:`workflows.limits`), so every worker and every
+    client on the instance share one rate, and a 429's ``Retry-After`` holds them all back.
+    ``max_requests_per_second`` is a limit of this client alone, for use outside a workflow
+    (no published limit exists; one third-party client assumes ~50/s). ``event_hooks`` go to
+    httpx (a workflow passes ``ctx.http_hooks``: no request leaves once its attempt is
+    fenced). ``transport`` is for tests.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class EmailBisonClient:
         retries_on_429: int = 3,
         max_retry_sleep: float = 30.0,
         event_hooks: EventHooks | None = None,
+        rate_limit: Pacer | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -98,9 +103,9 @@ class EmailBisonClient:
         self._api_key = api_key
         self._retries_on_429 = retries_on_429
         self._max_retry_sleep = max_retry_sleep
-        self._limiter = (
-            RateLimiter(max_requests_per_second) if max_requests_per_second is not None else None
-        )
+        self._limiter: Pacer | None = rate_limit
+        if rate_limit is None and max_requests_per_second is not None:
+            self._limiter = RateLimiter(max_requests_per_second)
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
@@ -259,7 +264,7 @@ class EmailBisonClient:
         attempt = 0
         while True:
             if self._limiter is not None:
-                await self._limiter.wait()
+                await self._limiter.acquire()
             try:
                 response = await self._http.request(method, path, json=json, params=params)
             except httpx.TimeoutException as exc:
@@ -274,11 +279,15 @@ class EmailBisonClient:
                     method=method,
                     path=path,
                 ) from exc
-            if response.status_code == 429 and attempt < self._retries_on_429:
+            if response.status_code == 429:
                 delay = parse_retry_after(response.headers.get("Retry-After"))
                 if delay is None:
                     delay = backoff_delay(attempt, base=1.0, cap=self._max_retry_sleep)
-                if delay <= self._max_retry_sleep:
+                if self._limiter is not None:
+                    # Every request to the instance waits, not only this one (the next
+                    # acquire() returns after the block).
+                    await self._limiter.throttled(delay)
+                if attempt < self._retries_on_429 and delay <= self._max_retry_sleep:
                     attempt += 1
                     logger.info(
                         "EmailBison %s %s: rate limited, retry %d/%d in %.2fs",
@@ -288,7 +297,8 @@ class EmailBisonClient:
                         self._retries_on_429,
                         delay,
                     )
-                    await asyncio.sleep(delay)
+                    if self._limiter is None:
+                        await asyncio.sleep(delay)
                     continue
             return self._decode(method, path, response, validation_error)
 
@@ -300,7 +310,6 @@ class EmailBisonClient:
         validation_error: type[EmailBisonValidationError],
     ) -> Any:
         status = response.status_code
-        quoted = excerpt(response.text, [self._api_key])
         where = f"{method} {path}"
         if 200 <= status < 300:
             if status == 204:
@@ -308,6 +317,7 @@ class EmailBisonClient:
             try:
                 body = response.json()
             except ValueError:
+                quoted = excerpt(response.text, [self._api_key])
                 raise EmailBisonRetryableError(
                     f"{where}: HTTP {status} with a body that is not JSON: {quoted!r}",
                     status_code=status,
@@ -324,6 +334,8 @@ class EmailBisonClient:
                     path=path,
                 )
             return body
+        # Quoted only on failure: a 500-lead answer is ~200 kB to scan for nothing.
+        quoted = excerpt(response.text, [self._api_key])
         message = f"{where}: HTTP {status}: {quoted!r}"
         context: dict[str, Any] = {"status_code": status, "method": method, "path": path}
         if is_retryable_status(status):

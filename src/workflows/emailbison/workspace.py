@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from orchestrator import PermanentError, Settings, register_secret
-from workflows._http import EventHooks
+from workflows._http import EventHooks, Pacer
 from workflows.emailbison.client import EmailBisonClient
 from workflows.key_lookup import read_client_key
 from workflows.settings import pipeline_settings
@@ -179,12 +179,18 @@ def emailbison_key(client: Client, engine_settings: Settings) -> str:
 
 
 def emailbison_api(
-    client: Client, engine_settings: Settings, event_hooks: EventHooks | None = None
+    client: Client,
+    engine_settings: Settings,
+    event_hooks: EventHooks | None = None,
+    *,
+    rate_limit: Pacer | None = None,
 ) -> EmailBisonClient:
     """An EmailBison client for this client's workspace, key read now, settings applied.
 
-    Use it as ``async with emailbison_api(client, ctx.settings, ctx.http_hooks) as api: ...``
-    (the hooks refuse every request once the attempt is fenced).
+    Use it as ``async with emailbison_api(client, ctx.settings, ctx.http_hooks,
+    rate_limit=emailbison_limit(ctx, client.emailbison_url)) as api: ...`` (the hooks refuse
+    every request once the attempt is fenced; the limit is the instance's, shared by every
+    worker). Without ``rate_limit`` the rate setting paces this client alone.
     """
     settings = pipeline_settings(engine_settings)
     key = emailbison_key(client, settings)
@@ -195,4 +201,5 @@ def emailbison_api(
         max_requests_per_second=settings.emailbison_rate_limit,
         timeout=settings.emailbison_timeout,
         event_hooks=event_hooks,
+        rate_limit=rate_limit,
     )

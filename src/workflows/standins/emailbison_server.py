@@ -19,13 +19,14 @@ What it enforces, following EmailBison's public docs where they speak:
 - Unknown path: 404 ``{"message": "Record not found"}``; known path, wrong method: 405.
 
 Faults for tests (thread-safe; checked in this order, before routing): ``slow_seconds`` delays
-every answer; ``rate_limit_per_second`` answers 429 with a (fractional) ``Retry-After`` when its
-token bucket is empty; ``fail_next(...)`` answers a canned status/body; ``broken_json_next(n)``
-answers 200 with truncated JSON; ``slow_answer_next(seconds, ...)`` carries a request out and
-then holds its answer back (a client timeout on a request the server did store). Every request
-is recorded as (method, path, query, status), with its arrival time, the attempt that sent it
-(``X-Orchestrator-Run``), the emails of a lead upsert and the name of a rename;
-``on_answered`` (if set) is called with each record once the answer is written. The
+every answer (``latency=`` when built: a provider's answer time, for benchmarks);
+``rate_limit_per_second`` answers 429 with a (fractional) ``Retry-After`` when its token bucket
+is empty (:attr:`throttled` counts the 429s); ``fail_next(...)`` answers a canned status/body;
+``broken_json_next(n)`` answers 200 with truncated JSON; ``slow_answer_next(seconds, ...)``
+carries a request out and then holds its answer back (a client timeout on a request the server
+did store). Every request is recorded as (method, path, query, status), with its arrival time,
+the attempt that sent it (``X-Orchestrator-Run``), the emails of a lead upsert and the name of a
+rename; ``on_answered`` (if set) is called with each record once the answer is written. The
 Authorization header is never recorded or logged. ::
 
     with LocalEmailBison() as bison:
@@ -65,6 +66,16 @@ __all__ = ["LocalEmailBison", "RequestRecord", "Workspace", "main"]
 logger = logging.getLogger("workflows.standins.emailbison_server")
 
 HOST = "127.0.0.1"
+
+
+class _Server(ThreadingHTTPServer):
+    """A listen backlog for many clients at once: with the default of 5, connections beyond
+    it wait for the client's SYN retry (about a second), which no real provider imposes."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
 _BROKEN_JSON = b'{"data": [{"id": 1, "email": "trunc'
 
 
@@ -117,7 +128,15 @@ def _format_seconds(seconds: float) -> str:
 class LocalEmailBison:
     """A local EmailBison stand-in on ``127.0.0.1`` (see the module docstring)."""
 
-    def __init__(self, *, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        latency: float = 0.0,
+        rate_limit_per_second: float | None = None,
+    ) -> None:
+        """``latency``: seconds before every answer (:attr:`slow_seconds`), as a real
+        provider's ~300 ms; ``rate_limit_per_second``: its 429 limiter (see the property)."""
         self._port = port
         self.api = LocalApi()
         self._lock = threading.Lock()
@@ -133,9 +152,11 @@ class LocalEmailBison:
         self._log: list[RequestRecord] = []
         self._cut: list[RequestRecord] = []
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._base_url = ""
+        self.slow_seconds = latency
+        self.rate_limit_per_second = rate_limit_per_second
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -149,7 +170,7 @@ class LocalEmailBison:
             bison = owner
 
         self._stopping.clear()
-        server = ThreadingHTTPServer((HOST, self._port), Handler)
+        server = _Server((HOST, self._port), Handler)
         server.daemon_threads = True
         self._server = server
         self._base_url = f"http://{HOST}:{server.server_address[1]}"
@@ -300,6 +321,11 @@ class LocalEmailBison:
             and (path_contains is None or path_contains in r.path)
             and (status is None or r.status == status)
         )
+
+    @property
+    def throttled(self) -> int:
+        """429s answered so far (the rate limiter's and injected ones)."""
+        return self.request_count(status=429)
 
     @property
     def cut_requests(self) -> list[RequestRecord]:
@@ -492,8 +518,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--custom-variable", action="append", default=[], help="custom variable to create"
     )
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds before every answer (e.g. 0.3)"
+    )
+    parser.add_argument(
+        "--rate-limit", type=float, default=None, help="answer 429 above this many requests/s"
+    )
     args = parser.parse_args(argv)
-    bison = LocalEmailBison(port=args.port)
+    bison = LocalEmailBison(
+        port=args.port, latency=args.latency, rate_limit_per_second=args.rate_limit
+    )
     bison.add_workspace(args.api_key)
     for name in args.campaign:
         bison.add_campaign(args.api_key, name)

@@ -48,7 +48,9 @@ def upserted(bison: Bison) -> Counter[str]:
 async def test_a_chunk_stored_after_the_client_timed_out_is_sent_again_once(
     make_pipeline: PipelineFactory, make_client: ClientFactory, bison: Bison
 ) -> None:
-    orch = await make_pipeline(emailbison_timeout=0.5)
+    # One chunk at a time: the 2nd is sent once the 1st was answered (the scenario below);
+    # chunks in flight together are covered by test_shared_limits.
+    orch = await make_pipeline(emailbison_timeout=0.5, emailbison_concurrency=1)
     client = await make_client()
     leads = make_leads([700, 10, 10, 10])
     await seed_leads(orch, client, MONTH, leads)
@@ -112,7 +114,8 @@ async def test_an_answer_recorded_but_not_committed_is_not_sent_again(
     assert set(counts) == {lead.email for lead in leads}
     assert set(counts.values()) == {1}  # chunk 2 recorded from its answer, not re-sent
     window = result.output["windows"][0]
-    assert window["recorded_from_answers"] == 500
+    # The crashed chunk's answer, and those of the chunks in flight with it (let finish).
+    assert window["recorded_from_answers"] in (500, 700, 1000)
     assert await scalar(pipeline, "SELECT count(*) FROM uploaded_leads") == len(leads)
 
 

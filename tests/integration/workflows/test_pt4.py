@@ -103,7 +103,9 @@ async def test_uploads_every_window_in_chunks_and_records_lead_ids(
     assert result.status == "succeeded", result.runs
     assert result.run_statuses == ["succeeded"]
     sizes = [len(c.emails) for c in recorder.calls]
-    assert sizes == [500, 100, 400, 280, 500, 200]
+    # Windows one after the other; a window's chunks are in flight together (any order).
+    assert sorted(sizes[:2]) == [100, 500] and sizes[2:4] == [400, 280]
+    assert sorted(sizes[4:]) == [200, 500]
     assert all(c.status == 200 for c in recorder.calls)
     log = bison.server.requests
     assert [(r.method, r.path) for r in log[:1]] == [("GET", "/api/custom-variables")]
@@ -182,11 +184,10 @@ async def test_leads_emailbison_refuses_are_isolated_and_recorded(
 
     assert result.status == "succeeded", result.runs
     # window 1: the first chunk is refused (422) naming the three, then sent without them
-    assert [(len(c.emails), c.status) for c in recorder.calls[:3]] == [
-        (500, 422),
-        (497, 200),
-        (103, 200),
-    ]
+    # (the second chunk is in flight meanwhile: any order)
+    first_three = [(len(c.emails), c.status) for c in recorder.calls[:3]]
+    assert sorted(first_three) == [(103, 200), (497, 200), (500, 422)]
+    assert first_three.index((500, 422)) < first_three.index((497, 200))
     rejected = await fetch(
         pipeline,
         "SELECT email, status, reason, emailbison_lead_id FROM uploaded_leads"
@@ -379,7 +380,9 @@ async def test_retry_resumes_mid_month_without_duplicate_uploads(
     # attempt 2: variables listed (all exist), windows 2-4 only: 400, 300, 500 + 200
     assert [(r.method, r.path) for r in attempt2[:1]] == [("GET", "/api/custom-variables")]
     assert len(attempt2) == 5 and upserts(attempt2) == [200, 200, 200, 200]
-    assert [len(c.emails) for c in recorder.calls] == [500, 100, 400, 300, 500, 200]
+    sizes = [len(c.emails) for c in recorder.calls]
+    assert sorted(sizes[:2]) == [100, 500] and sizes[2:4] == [400, 300]
+    assert sorted(sizes[4:]) == [200, 500]
 
     sent = Counter(recorder.successful_emails())
     assert set(sent) == {lead.email for lead in leads}
@@ -454,8 +457,9 @@ async def test_a_lost_answer_is_repaired_by_the_upsert_on_retry(
 
     assert result.status == "succeeded", result.runs
     assert result.run_statuses == ["retrying", "succeeded"]
-    assert [len(emails) for emails in processed] == [500, 500, 500, 200]
-    assert processed[1] == processed[2]  # the unanswered chunk, sent again
+    # three chunks in flight together; the unanswered one sent again on the retry
+    assert sorted(len(emails) for emails in processed[:3]) == [200, 500, 500]
+    assert len(processed) == 4 and processed.count(processed[1]) == 2
     stored = {lead["email"]: lead["id"] for lead in bison.leads()}
     assert len(stored) == len(leads) == 1_200
     rows = await fetch(pipeline, "SELECT email, emailbison_lead_id FROM uploaded_leads")

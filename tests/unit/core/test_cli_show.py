@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from orchestrator._cli_show import job_report, runs_table, wrapped_table
+from orchestrator._cli_show import job_report, rate_limits_table, runs_table, wrapped_table
+from orchestrator._rate_limits import RateLimitState
 
 NOW = datetime(2026, 11, 29, 10, 0, 0, tzinfo=UTC)
 
@@ -84,3 +85,43 @@ def test_a_job_tells_its_attempts_and_what_comes_next() -> None:
     assert f"       next attempt after 5 s, due {finished:%H:%M:%S}" in lines
     assert "       RetryableError: HTTP 503" in lines
     assert "         RetryableError: HTTP 503" in lines  # the traceback's last line
+
+
+def test_rate_limits_table_shows_each_limit_and_its_block() -> None:
+    now = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    limits = [
+        RateLimitState(
+            key="emailbison:https://bison.example",
+            rate=20.0,
+            burst=1.0,
+            tokens=0.0,
+            next_grant_in_s=1.25,
+            blocked_until=now + timedelta(seconds=30),
+            grants_this_minute=400,
+            grants_last_minute=1200,
+            granted=9000,
+            throttled=2,
+            last_grant_at=now,
+        ),
+        RateLimitState(
+            key="debounce",
+            rate=10.0,
+            burst=5.0,
+            tokens=5.0,
+            next_grant_in_s=0.0,
+            blocked_until=None,
+            grants_this_minute=0,
+            grants_last_minute=0,
+            granted=10,
+            throttled=0,
+            last_grant_at=now,
+        ),
+    ]
+    lines = rate_limits_table(limits).splitlines()
+    assert lines[0].split()[:4] == ["rate", "limit", "rate/s", "burst"]
+    assert lines[2].split() == [
+        "emailbison:https://bison.example", "20", "1", "0.0", "1.25s", "03:00:30", "400",
+        "1200", "2",
+    ]  # fmt: skip
+    assert lines[3].split() == ["debounce", "10", "5", "5.0", "0.00s", "-", "0", "0", "0"]
+    assert limits[0].as_dict()["blocked_until"] == "2026-11-30T03:00:30+00:00"

@@ -1,0 +1,212 @@
+"""LOCAL STAND-IN for Debounce's single-email validation API, for tests and benchmarks only.
+
+Not Debounce: it answers ``GET /v1/?api=<key>&email=<address>`` over real HTTP on 127.0.0.1
+the way :class:`workflows.debounce.DebounceClient` reads Debounce, so the real client (and
+PT2's use of it) runs with its timeouts, retries and the shared rate limit. Standard library
+only. Verdicts are made up from the address: a local part starting with ``risky`` is "Risky"
+(not safe), one starting with ``bad`` is "Invalid", anything else "Safe to Send". A wrong key
+gives Debounce's ``success: "0"`` answer.
+
+Like a provider it can be slow and strict: ``latency`` seconds before every answer, and above
+``rate_limit_per_second`` (a token bucket of burst ``max(1, rate)``) a 429 with a fractional
+``Retry-After``. It counts requests, 429s and the most requests it held at once::
+
+    with LocalDebounce("debounce-key", latency=0.3, rate_limit_per_second=10) as debounce:
+        async with DebounceClient("debounce-key", base_url=debounce.url) as client:
+            assert await client.validate("ann@example.com")
+        assert debounce.throttled == 0
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = ["LocalDebounce"]
+
+HOST = "127.0.0.1"
+
+
+class _Server(ThreadingHTTPServer):
+    """A listen backlog for many clients at once: with the default of 5, connections beyond
+    it wait for the client's SYN retry (about a second), which no real provider imposes."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
+class LocalDebounce:
+    """A local Debounce stand-in on ``127.0.0.1`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        latency: float = 0.0,
+        rate_limit_per_second: float | None = None,
+        port: int = 0,
+    ) -> None:
+        if rate_limit_per_second is not None and rate_limit_per_second <= 0:
+            raise ValueError("rate must be positive or None")
+        self.api_key = api_key
+        self.latency = max(0.0, latency)
+        self.rate = rate_limit_per_second
+        self._port = port
+        self._lock = threading.Lock()
+        self._tokens = max(1.0, rate_limit_per_second or 0.0)
+        self._refilled_at = time.monotonic()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+        #: Answers given, by status; the checked addresses (200s only), in order.
+        self.statuses: dict[int, int] = {}
+        self.checked: list[str] = []
+        self._in_flight = 0
+        self.most_in_flight = 0
+        #: ``time.monotonic()`` of the first request's arrival and of the last answer.
+        self.first_request_at = 0.0
+        self.last_answer_at = 0.0
+
+    @property
+    def throttled(self) -> int:
+        """429s answered so far."""
+        with self._lock:
+            return self.statuses.get(429, 0)
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return sum(self.statuses.values())
+
+    def start(self) -> str:
+        """Serve in a background thread; returns the base URL (``http://127.0.0.1:N/v1/``)."""
+        if self._server is not None:
+            raise RuntimeError("LocalDebounce is already running")
+        owner = self
+
+        class Handler(_Handler):
+            debounce = owner
+
+        server = _Server((HOST, self._port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self.url = f"http://{HOST}:{server.server_address[1]}/v1/"
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="local-debounce",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving; idempotent."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def answer(self, path: str) -> tuple[int, dict[str, Any], float | None]:
+        """(status, body, Retry-After) for one request; counted."""
+        with self._lock:
+            self._in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self._in_flight)
+            if not self.first_request_at:
+                self.first_request_at = time.monotonic()
+        try:
+            if self.latency:
+                self._stopping.wait(self.latency)
+            status, body, retry_after = self._decide(path)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self.statuses[status] = self.statuses.get(status, 0) + 1
+                self.last_answer_at = time.monotonic()
+        return status, body, retry_after
+
+    def _decide(self, path: str) -> tuple[int, dict[str, Any], float | None]:
+        split = urlsplit(path)
+        if split.path.rstrip("/") != "/v1":
+            return 404, {"message": "not found"}, None
+        with self._lock:
+            if self.rate is not None:
+                now = time.monotonic()
+                burst = max(1.0, self.rate)
+                self._tokens = min(burst, self._tokens + (now - self._refilled_at) * self.rate)
+                self._refilled_at = now
+                if self._tokens < 1.0:
+                    wait = round((1.0 - self._tokens) / self.rate + 0.0005, 3)
+                    return 429, {"message": "Too Many Requests"}, wait
+                self._tokens -= 1.0
+        query = dict(parse_qsl(split.query))
+        if query.get("api") != self.api_key:
+            return 200, {"success": "0", "debounce": {"error": "Wrong API key"}}, None
+        email = query.get("email", "")
+        local = email.split("@", 1)[0].lower()
+        if local.startswith("risky"):
+            result, code, transactional = "Risky", "4", "0"
+        elif local.startswith("bad"):
+            result, code, transactional = "Invalid", "6", "0"
+        else:
+            result, code, transactional = "Safe to Send", "5", "1"
+        with self._lock:
+            self.checked.append(email)
+        return (
+            200,
+            {
+                "debounce": {
+                    "email": email,
+                    "code": code,
+                    "result": result,
+                    "send_transactional": transactional,
+                },
+                "success": "1",
+            },
+            None,
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    debounce: LocalDebounce
+    server_version = "LocalDebounce/1.0"
+
+    def do_GET(self) -> None:
+        status, body, retry_after = self.debounce.answer(self.path)
+        raw = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            if retry_after is not None:
+                self.send_header("Retry-After", f"{retry_after:g}")
+            self.end_headers()
+            self.wfile.write(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the query string carries the key: never logged
