@@ -71,6 +71,7 @@ async def overview(conn: Conn, workflows: Sequence[str]) -> dict[str, Any]:
         "oldest": oldest,
         "throughput": throughput,
         "workers": list(workers.values()),
+        "rate_limits": await _rows(conn, "rate_limits"),
     }
 
 

@@ -28,6 +28,24 @@ async def test_overview_shows_counts_workers_and_next_runs(
     assert response.headers["cache-control"] == "no-store"
 
 
+async def test_overview_shows_the_shared_rate_limits(
+    orch: Orchestrator, client: httpx.AsyncClient
+) -> None:
+    assert "Shared rate limits" not in (await client.get("/")).text  # none used yet
+
+    limit = orch.rate_limit(f"emailbison:https://{HOSTILE}.example", rate=20, burst=2)
+    await limit.acquire()
+    await limit.throttled(120)
+
+    html = (await client.get("/")).text
+    assert "Shared rate limits" in html
+    assert "emailbison:https://&lt;script&gt;" in html and HOSTILE not in html
+    row = html[html.index("emailbison:https://") :]
+    row = row[: row.index("</tr>")]
+    assert "20/s" in row and '<td class="bad">' in row  # blocked by the 429 for two minutes
+    assert '<td class="n">1</td>' in row  # one 429 recorded
+
+
 async def test_jobs_list_filters_paginates_and_escapes(
     orch: Orchestrator, client: httpx.AsyncClient
 ) -> None:

@@ -52,6 +52,14 @@ SELECT w.id AS worker_id, w.last_heartbeat,
          WHERE job_id = j.id AND status = 'running' ORDER BY id DESC LIMIT 1) r ON TRUE
  ORDER BY w.id, j.id;
 
+-- rate_limits --
+-- The shared rate limits (migration 0014): one row per provider key, as operators read them.
+SELECT key, rate, burst, tokens, next_grant_in_s, blocked_until, grants_this_minute,
+       grants_last_minute, granted, throttled, last_grant_at
+  FROM orchestrator_rate_limit_status
+ ORDER BY key
+ LIMIT 100;
+
 -- job_window_floor --
 -- The lowest id among the newest %(window)s jobs below %(before)s (NULL: fewer remain). Filters
 -- no index answers (workflow, a finished state, payload keys, free text) look only at jobs
