@@ -22,26 +22,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from workflows.standins.loopback import LoopbackServer
 
 __all__ = ["LocalDebounce"]
 
-HOST = "127.0.0.1"
 
-
-class _Server(ThreadingHTTPServer):
-    """A listen backlog for many clients at once: with the default of 5, connections beyond
-    it wait for the client's SYN retry (about a second), which no real provider imposes."""
-
-    request_queue_size = 128
-    daemon_threads = True
-
-
-class LocalDebounce:
+class LocalDebounce(LoopbackServer):
     """A local Debounce stand-in on ``127.0.0.1`` (see the module docstring)."""
+
+    thread_name = "local-debounce"
 
     def __init__(
         self,
@@ -53,17 +46,13 @@ class LocalDebounce:
     ) -> None:
         if rate_limit_per_second is not None and rate_limit_per_second <= 0:
             raise ValueError("rate must be positive or None")
+        super().__init__(port)
         self.api_key = api_key
         self.latency = max(0.0, latency)
         self.rate = rate_limit_per_second
-        self._port = port
         self._lock = threading.Lock()
         self._tokens = max(1.0, rate_limit_per_second or 0.0)
         self._refilled_at = time.monotonic()
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self.url = ""
         #: Answers given, by status; the checked addresses (200s only), in order.
         self.statuses: dict[int, int] = {}
         self.checked: list[str] = []
@@ -84,51 +73,21 @@ class LocalDebounce:
         with self._lock:
             return sum(self.statuses.values())
 
-    def start(self) -> str:
-        """Serve in a background thread; returns the base URL (``http://127.0.0.1:N/v1/``)."""
-        if self._server is not None:
-            raise RuntimeError("LocalDebounce is already running")
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(_Handler):
             debounce = owner
 
-        server = _Server((HOST, self._port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self.url = f"http://{HOST}:{server.server_address[1]}/v1/"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="local-debounce",
-            daemon=True,
-        )
-        self._thread.start()
-        return self.url
+        return Handler
 
-    def stop(self) -> None:
-        """Stop serving; idempotent."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
+    def url_for(self, host: str, port: int) -> str:
+        return f"http://{host}:{port}/v1/"
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    @property
+    def url(self) -> str:
+        """The base URL (``http://127.0.0.1:N/v1/``); empty until started."""
+        return self._url
 
     def answer(self, path: str) -> tuple[int, dict[str, Any], float | None]:
         """(status, body, Retry-After) for one request; counted."""

@@ -54,27 +54,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from types import FrameType
+from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from workflows.standins._emailbison_api import ApiRequest, LocalApi, Workspace
+from workflows.standins.loopback import LoopbackServer
 
 __all__ = ["LocalEmailBison", "RequestRecord", "Workspace", "main"]
 
 logger = logging.getLogger("workflows.standins.emailbison_server")
-
-HOST = "127.0.0.1"
-
-
-class _Server(ThreadingHTTPServer):
-    """A listen backlog for many clients at once: with the default of 5, connections beyond
-    it wait for the client's SYN retry (about a second), which no real provider imposes."""
-
-    request_queue_size = 128
-    daemon_threads = True
-
 
 _BROKEN_JSON = b'{"data": [{"id": 1, "email": "trunc'
 
@@ -125,8 +115,10 @@ def _format_seconds(seconds: float) -> str:
     return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:.3f}"
 
 
-class LocalEmailBison:
+class LocalEmailBison(LoopbackServer):
     """A local EmailBison stand-in on ``127.0.0.1`` (see the module docstring)."""
+
+    thread_name = "local-emailbison"
 
     def __init__(
         self,
@@ -137,7 +129,7 @@ class LocalEmailBison:
     ) -> None:
         """``latency``: seconds before every answer (:attr:`slow_seconds`), as a real
         provider's ~300 ms; ``rate_limit_per_second``: its 429 limiter (see the property)."""
-        self._port = port
+        super().__init__(port)
         self.api = LocalApi()
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
@@ -151,67 +143,24 @@ class LocalEmailBison:
         self._refilled_at = 0.0
         self._log: list[RequestRecord] = []
         self._cut: list[RequestRecord] = []
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url = ""
         self.slow_seconds = latency
         self.rate_limit_per_second = rate_limit_per_second
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> str:
-        """Start serving in a background thread; returns the base URL (``http://127.0.0.1:N``)."""
-        if self._server is not None:
-            raise RuntimeError("LocalEmailBison is already running")
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
         owner = self
 
         class Handler(_Handler):
             bison = owner
 
-        self._stopping.clear()
-        server = _Server((HOST, self._port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._base_url = f"http://{HOST}:{server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="local-emailbison",
-            daemon=True,
-        )
-        self._thread.start()
-        return self._base_url
-
-    def stop(self) -> None:
-        """Stop serving and close the socket; waits for requests in flight. Idempotent."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()  # wakes answers delayed by slow_seconds
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return Handler
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("LocalEmailBison is not running; call start()")
-        return self._base_url
+        return self._url
 
     # -- state ------------------------------------------------------------------------------
 
@@ -422,7 +371,7 @@ class LocalEmailBison:
             query=dict(parse_qsl(split.query)),
             body=body,
             api_key=api_key,
-            base_url=self._base_url,
+            base_url=self._url,
         )
         try:
             status, payload = self.api.dispatch(request)

@@ -1,0 +1,92 @@
+"""What every local stand-in server shares: an HTTP server on 127.0.0.1 in a thread of its own.
+
+A stand-in subclasses :class:`LoopbackServer`, gives its request handler class
+(:meth:`LoopbackServer.handler_class`) and the URL clients use (:meth:`LoopbackServer.url_for`),
+and gets ``start()``/``stop()`` and use as a context manager. ``_stopping`` is set while the
+server stops, so answers held back on purpose (a slow provider) wake at once. Standard library
+only, like the stand-ins.
+"""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Self
+
+HOST = "127.0.0.1"
+
+
+class _Server(ThreadingHTTPServer):
+    """A listen backlog for many clients at once: with the default of 5, connections beyond
+    it wait for the client's SYN retry (about a second), which no real provider imposes."""
+
+    request_queue_size = 128
+    daemon_threads = True
+
+
+class LoopbackServer:
+    """Start, stop and the context manager of a stand-in served on ``127.0.0.1``."""
+
+    #: The serving thread's name (shown in thread dumps).
+    thread_name = "local-standin"
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._url = ""
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler bound to this stand-in."""
+        raise NotImplementedError
+
+    def url_for(self, host: str, port: int) -> str:
+        """The base URL clients are given, once the port is known."""
+        return f"http://{host}:{port}"
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> str:
+        """Serve in a background thread; returns the base URL."""
+        if self._server is not None:
+            raise RuntimeError(f"{type(self).__name__} is already running")
+        self._stopping.clear()
+        server = _Server((HOST, self._port), self.handler_class())
+        self._server = server
+        self._url = self.url_for(HOST, int(server.server_address[1]))
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+        return self._url
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; waits for requests in flight. Idempotent."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        self._stopping.set()  # wakes answers held back on purpose
+        server.shutdown()
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
