@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bench.book import STATES, ZIPS, add_bench_client
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
-from workflows.clients import ClientSpec, add_client
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
 from workflows.schedules import month_chain_payload, month_dedupe_key
 from workflows.standins.emailbison_server import LocalEmailBison
@@ -44,12 +44,6 @@ FAMILY = "fleet"
 RATE_LIMIT = 20.0
 LATENCY_S = 0.3
 WORKER_PROCESSES = 4
-STATES = ("TX", "OK", "NJ")
-ZIPS = tuple(
-    [f"{75001 + i}" for i in range(30)]
-    + [f"{73001 + i}" for i in range(20)]
-    + [f"0{7001 + i}" for i in range(20)]
-)
 
 
 def fleet_plan(clients: int, total_rows: int) -> list[tuple[str, int, int]]:
@@ -106,16 +100,12 @@ async def _run_fleet(
     try:
         async with orch.pool.connection() as conn:
             for index, (name, tier, _rows) in enumerate(plan):
-                await add_client(
+                await add_bench_client(
                     conn,
-                    ClientSpec(
-                        name=name,
-                        tier=tier,
-                        licensed_states=list(STATES),
-                        approved_zips=list(ZIPS),
-                        emailbison_url=bison.base_url,
-                        emailbison_key_env=key_env(index),
-                    ),
+                    name,
+                    tier=tier,
+                    emailbison_url=bison.base_url,
+                    key_env=key_env(index),
                 )
         env = worker_env(
             url,

@@ -28,25 +28,18 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+from bench.book import STATES, ZIPS, add_bench_client, copy_baseline
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
-from workflows.clients import ClientSpec, add_client
 from workflows.pt2_clay_format import clean_rows
 from workflows.standins.synthetic import generate_exports
 
 FAMILY = "ingest"
 CLIENT = "Ingest Bench Agency"
 MONTH = "2026-12"
-STATES = ("TX", "OK", "NJ")
-ZIPS = tuple(
-    [f"{75001 + i}" for i in range(30)]
-    + [f"{73001 + i}" for i in range(20)]
-    + [f"0{7001 + i}" for i in range(20)]
-)
-STAGE_COLUMNS = ", ".join(f"c{i} text" for i in range(13))
 
 
 async def _run_steps(url: str, inbox: Path, steps: tuple[str, ...]) -> dict[str, Any]:
@@ -55,16 +48,12 @@ async def _run_steps(url: str, inbox: Path, steps: tuple[str, ...]) -> dict[str,
     await orch.open()
     try:
         async with orch.pool.connection() as conn:
-            await add_client(
+            await add_bench_client(
                 conn,
-                ClientSpec(
-                    name=CLIENT,
-                    tier=200,
-                    licensed_states=list(STATES),
-                    approved_zips=list(ZIPS),
-                    emailbison_url="http://127.0.0.1:9/",
-                    emailbison_key_env="EMAILBISON_KEY_INGEST_BENCH",
-                ),
+                CLIENT,
+                tier=200,
+                emailbison_url="http://127.0.0.1:9/",
+                key_env="EMAILBISON_KEY_INGEST_BENCH",
             )
         env = worker_env(url, ORCHESTRATOR_COLE_INBOX=str(inbox))
         runs: dict[str, Any] = {}
@@ -98,25 +87,6 @@ async def _runs(url: str) -> dict[str, Any]:
             row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3]}
             for row in await cursor.fetchall()
         }
-
-
-async def _copy_baseline(url: str, files: list[Path]) -> float:
-    """Rows/s of a plain CSV COPY of ``files`` into a text table."""
-    async with await connect(url) as conn:
-        await conn.execute(f"CREATE TABLE bench_copy_stage ({STAGE_COLUMNS})")
-        started = time.perf_counter()
-        async with conn.transaction():
-            for path in files:
-                async with conn.cursor().copy(
-                    "COPY bench_copy_stage FROM STDIN (FORMAT csv, HEADER true)"
-                ) as copy:
-                    await copy.write(await asyncio.to_thread(path.read_bytes))
-        seconds = time.perf_counter() - started
-        cursor = await conn.execute("SELECT count(*) FROM bench_copy_stage")
-        row = await cursor.fetchone()
-        await conn.execute("DROP TABLE bench_copy_stage")
-    assert row is not None
-    return int(row[0]) / seconds
 
 
 async def _rules_baseline(url: str) -> float:
@@ -164,7 +134,8 @@ async def _measure(
             runs = await _run_steps(url, inbox, steps)
             out: dict[str, Any] = {"runs": runs}
             if baselines:
-                out["copy_rate"] = await _copy_baseline(url, files)
+                copy_rows, copy_s = await copy_baseline(url, files)
+                out["copy_rate"] = copy_rows / copy_s
                 out["rules_rate"] = await _rules_baseline(url)
     finally:
         shutil.rmtree(inbox, ignore_errors=True)

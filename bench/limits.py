@@ -28,12 +28,12 @@ import shutil
 import time
 from typing import Any
 
+from bench.book import add_bench_client
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
-from workflows.clients import ClientSpec, add_client
 from workflows.emailbison import MAX_LEADS_PER_REQUEST
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
 from workflows.standins.debounce_server import LocalDebounce
@@ -80,16 +80,8 @@ SELECT %(c)s, %(m)s, raw.id, 'bench:' || %(p)s || raw.g, 'First' || raw.g, 'Firs
 
 async def _client(orch: Orchestrator, name: str, url: str, key_env: str) -> int:
     async with orch.pool.connection() as conn:
-        client = await add_client(
-            conn,
-            ClientSpec(
-                name=name,
-                tier=100,
-                licensed_states=list(STATES),
-                approved_zips=list(ZIPS),
-                emailbison_url=url,
-                emailbison_key_env=key_env,
-            ),
+        client = await add_bench_client(
+            conn, name, tier=100, emailbison_url=url, key_env=key_env, states=STATES, zips=ZIPS
         )
     return client.id
 

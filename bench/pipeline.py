@@ -28,12 +28,12 @@ from zoneinfo import ZoneInfo
 
 from psycopg.rows import dict_row
 
+from bench.book import STATES, ZIPS, add_bench_client, copy_baseline
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
-from workflows.clients import ClientSpec, add_client
 from workflows.emailbison import MAX_LEADS_PER_REQUEST
 from workflows.pt2_clay_format import Counts, clean_row
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
@@ -45,15 +45,8 @@ from workflows.windows import SCHEDULE_TIMEZONE, format_month, renewal_month_for
 FAMILY = "pipeline"
 CLIENT = "Bench Home & Auto Agency"
 KEY_ENV = "EMAILBISON_KEY_BENCH"
-STATES = ("TX", "OK", "NJ")
-ZIPS = tuple(
-    [f"{75001 + i}" for i in range(30)]
-    + [f"{73001 + i}" for i in range(20)]
-    + [f"0{7001 + i}" for i in range(20)]
-)
 RATE_LIMIT = 20.0
 STEPS = ("pt1", "pt2", "pt3", "pt4")
-STAGE_COLUMNS = ", ".join(f"c{i} text" for i in range(13))
 
 
 async def _run_month(
@@ -72,16 +65,8 @@ async def _run_month(
         await orch.open()
         try:
             async with orch.pool.connection() as conn:
-                await add_client(
-                    conn,
-                    ClientSpec(
-                        name=CLIENT,
-                        tier=tier,
-                        licensed_states=list(STATES),
-                        approved_zips=list(ZIPS),
-                        emailbison_url=base_url,
-                        emailbison_key_env=KEY_ENV,
-                    ),
+                await add_bench_client(
+                    conn, CLIENT, tier=tier, emailbison_url=base_url, key_env=KEY_ENV
                 )
             env = worker_env(
                 url,
@@ -130,26 +115,6 @@ async def _runs(url: str) -> dict[str, Any]:
             row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3], "error": row[4]}
             for row in await cursor.fetchall()
         }
-
-
-async def _copy_baseline(url: str, files: list[Path]) -> tuple[int, float]:
-    """(data rows, seconds) of a plain CSV COPY of ``files`` into a text staging table."""
-    async with await connect(url) as conn:
-        await conn.execute(f"CREATE TABLE bench_copy_stage ({STAGE_COLUMNS})")
-        started = time.perf_counter()
-        async with conn.transaction():
-            for path in files:
-                async with conn.cursor().copy(
-                    "COPY bench_copy_stage FROM STDIN (FORMAT csv, HEADER true)"
-                ) as copy:
-                    with path.open("rb") as handle:
-                        while chunk := handle.read(1 << 20):
-                            await copy.write(chunk)
-        seconds = time.perf_counter() - started
-        cursor = await conn.execute("SELECT count(*) FROM bench_copy_stage")
-        row = await cursor.fetchone()
-    assert row is not None
-    return int(row[0]), seconds
 
 
 async def _rules_baseline(url: str, month: str) -> tuple[int, float]:
@@ -201,7 +166,7 @@ async def run(bench: Bench) -> list[Result]:
         async with bench.database("pipeline") as url:
             wall, runs = await _run_month(bench, url, inbox, month, tier)
             progress(f"pipeline: month done in {wall:.1f} s; measuring the baselines")
-            copy_rows, copy_s = await _copy_baseline(url, files)
+            copy_rows, copy_s = await copy_baseline(url, files)
             rule_rows, rule_s = await _rules_baseline(url, month)
     finally:
         shutil.rmtree(inbox, ignore_errors=True)
