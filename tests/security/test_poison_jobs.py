@@ -37,6 +37,19 @@ async def test_deeply_nested_arguments_are_refused_by_the_database(orch: Orchest
         await _insert(orch, "write_row", deep)
 
 
+async def test_the_depth_check_counts_levels_not_brackets(orch: Orchestrator) -> None:
+    """The check's fast path asks whether anything sits 32 levels down; only then is the
+    document walked, so wide documents and brackets inside strings are judged by depth."""
+    # 33 levels of containers (the payload object holds a 32-deep chain): refused
+    with pytest.raises(psycopg.errors.CheckViolation, match="orchestrator_job_args_depth"):
+        await _insert(orch, "write_row", {"payload": _nested(32)})
+    # exactly 32 levels (the args object, the payload, 30 more): accepted
+    assert await _insert(orch, "write_row", {"payload": _nested(30)}) > 0
+    # hundreds of brackets inside strings and many shallow containers: accepted
+    wide = {"payload": {"text": "[{" * 500, "rows": [[i] for i in range(200)]}}
+    assert await _insert(orch, "write_row", wide) > 0
+
+
 async def test_oversized_arguments_and_absurd_attempts_are_refused(orch: Orchestrator) -> None:
     with pytest.raises(psycopg.errors.CheckViolation, match="orchestrator_job_args_size"):
         await _insert(orch, "write_row", {"payload": {"key": "x" * 1_100_000}})
