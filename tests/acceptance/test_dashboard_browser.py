@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.fix_cli import ROOT, Process, cli, rows, run_rows
+from tests.fix_cli import ROOT, Process, cli, free_port, rows, run_rows
 from tests.fix_db import subprocess_env
 from workflows.standins.emailbison_server import LocalEmailBison
 from workflows.standins.synthetic import generate_exports
@@ -78,12 +77,6 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, process: Process, timeout: float = 30) -> None:
@@ -154,7 +147,7 @@ def test_an_operator_watches_a_month_and_retries_a_failure(
             assert added.returncode == 0, added.stderr
         [client_row] = rows(database_url, "SELECT id FROM clients WHERE name = %s", [CLIENT])
 
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         dashboard = Process(
             [*_orchestrator(), "dashboard", "--port", str(port)], env, tmp_path / "dashboard.log"

@@ -7,6 +7,7 @@ hides and refuses every action.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 from types import FrameType
 
@@ -59,8 +60,19 @@ def serve(
         server_header=False,
         proxy_headers=False,
     )
-    ConsoleServer(config, on_exit=app.state.console.stopping).run()
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again for its default
+    # action, which would end the process without running the exit hooks (the embedded
+    # server's release among them, leaving it running). Ending by SystemExit runs them.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        ConsoleServer(config, on_exit=app.state.console.stopping).run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 class ConsoleServer(uvicorn.Server):
