@@ -66,6 +66,8 @@ def test_sigterm_stops_the_dashboard_and_the_embedded_server_it_started() -> Non
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            if process.stderr is not None:
+                process.stderr.close()
         assert process.returncode == 128 + signal.SIGTERM
         # the last user left: the server was stopped and nobody is registered
         assert not (data_dir / "pgdata" / "postmaster.pid").exists()
