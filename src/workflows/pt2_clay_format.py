@@ -69,11 +69,8 @@ from workflows.schedules import enqueue_next_step
 from workflows.settings import pipeline_settings
 from workflows.windows import window_for_day
 
-CLEANED_COLUMNS = (
-    "client_id",
-    "month",
-    "raw_lead_id",
-    "dedupe_key",
+#: A lead's own fields, as both ``pt2_rows`` and ``cleaned_leads`` hold them.
+LEAD_COLUMNS = (
     "first_name",
     "greeting_name",
     "last_name",
@@ -86,6 +83,13 @@ CLEANED_COLUMNS = (
     "date_of_birth",
     "home_value",
     "purchase_date",
+)
+CLEANED_COLUMNS = (
+    "client_id",
+    "month",
+    "raw_lead_id",
+    "dedupe_key",
+    *LEAD_COLUMNS,
     "readable_purchase_date",
     "purchase_day",
     "renewal_date",
@@ -254,18 +258,7 @@ OUTCOME_COLUMNS = (
     "outcome",
     "reason",
     "relaxed",
-    "first_name",
-    "greeting_name",
-    "last_name",
-    "email",
-    "address_1",
-    "city",
-    "state",
-    "zip",
-    "cell_phone",
-    "date_of_birth",
-    "home_value",
-    "purchase_date",
+    *LEAD_COLUMNS,
     "renewal_date",
     "segment",
 )
