@@ -11,13 +11,20 @@ count it had when this worker fetched it; otherwise it is skipped and logged. Up
 A successful attempt ends its job itself, in the job's transaction (see
 :mod:`orchestrator._runner`): the runner notes it in :attr:`GuardedJobManager.finished_by_runner`
 and procrastinate's finish for it costs no round trip.
+
+A fetch whose answer never arrived (the connection died after the server committed it) leaves
+a job ``doing`` under a live worker that does not know it: :meth:`GuardedJobManager.fetching`
+lets that worker compare its jobs with the database's while no fetch is in flight (see
+``orchestrator._recovery.requeue_orphans``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from procrastinate import jobs, manager, utils
@@ -36,9 +43,23 @@ class GuardedJobManager(manager.JobManager):
         self.finished_by_runner: set[tuple[int, int]] = set()
         #: Called after a job's status changed here (see orchestrator._changes).
         self.on_change = on_change
+        self._fetch_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def fetching(self) -> AsyncIterator[None]:
+        """Held by every fetch: whoever holds it knows no fetch is in flight in this process,
+        so every job the database shows ``doing`` under this process's worker was handed to
+        it already (procrastinate registers a fetched job before it yields again)."""
+        loop = asyncio.get_running_loop()
+        lock = self._fetch_locks.get(loop)
+        if lock is None:
+            self._fetch_locks = {loop: (lock := asyncio.Lock())}
+        async with lock:
+            yield
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
-        job = await super().fetch_job(queues, worker_id)
+        async with self.fetching():
+            job = await super().fetch_job(queues, worker_id)
         if job is not None:
             self.on_change()
         return job

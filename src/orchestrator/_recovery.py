@@ -15,6 +15,10 @@ status update failed stays ``doing`` under a live worker. A sweep (a periodic ta
 - applies the outcome recorded in agent_runs to jobs still ``doing`` ``reconcile_after``
   seconds after that outcome was written.
 
+A live worker also compares, at each heartbeat, the jobs the database shows ``doing`` under it
+with the jobs it runs (:func:`requeue_orphans`): a fetch whose answer was lost with its
+connection leaves a job there that no sweep would take, its worker being alive.
+
 The abandon limit: a job whose attempts were lost with their worker :data:`MAX_ABANDONED`
 times in one retry cycle (since its last ``failed`` or ``cancelled`` row; ``orchestrator
 retry`` starts a new one) without making progress — finishing an external call, or, for an
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,25 +197,71 @@ async def requeue_cut_off(
                 QUERIES["lock_cut_off_job"], {"job_id": entry.job_id, "attempts": entry.attempts}
             )
             locked = await cursor.fetchone()
-            await conn.execute(QUERIES["abandon_cut_off_run"], {"run_id": entry.run_id})
-            if locked is not None:
-                cursor = await conn.execute(QUERIES["job_has_success"], {"job_id": entry.job_id})
-                success = await cursor.fetchone()
-                if success is not None and success["succeeded"]:
-                    await conn.execute(
-                        QUERIES["finish_job_now"], {"job_id": entry.job_id, "status": "succeeded"}
-                    )
-                else:
-                    await conn.execute(QUERIES["requeue_job_now"], {"job_id": entry.job_id})
-                    requeued.append(entry.job_id)
+            await conn.execute(
+                QUERIES["abandon_cut_off_runs"], {"job_id": entry.job_id, "run_id": entry.run_id}
+            )
+            if locked is not None and await _requeue_unless_succeeded(conn, entry.job_id):
+                requeued.append(entry.job_id)
         cut_off.remove(entry)
+    _log_lost(requeued)
+    return requeued
+
+
+async def requeue_orphans(
+    conn: AsyncConnection[DictRow], worker_id: int, held: Collection[int]
+) -> list[int]:
+    """Re-queue the jobs the database shows ``doing`` under ``worker_id`` although that worker
+    does not hold them (``held``: the ids it runs), and mark their ``running`` attempts
+    ``ConnectionLost``. Returns the re-queued job ids.
+
+    Such a job's fetch was committed but its answer lost with the connection, or its attempt
+    could neither write its ``running`` row nor its end: its worker is alive and beating, so
+    the stalled-worker sweep never takes it. The caller holds
+    :meth:`~orchestrator._job_manager.GuardedJobManager.fetching`, so no fetch is in flight.
+    A job whose attempt recorded an outcome is left to the sweep's reconcile, which applies it.
+    """
+    cursor = await conn.execute(
+        QUERIES["orphan_jobs"], {"worker_id": worker_id, "held": list(held)}
+    )
+    orphans = await cursor.fetchall()
+    await conn.commit()
+    requeued: list[int] = []
+    for job in orphans:
+        async with conn.transaction():
+            cursor = await conn.execute(
+                QUERIES["lock_orphan_job"],
+                {"job_id": job["id"], "worker_id": worker_id, "attempts": job["attempts"]},
+            )
+            if await cursor.fetchone() is None:
+                continue
+            await conn.execute(
+                QUERIES["abandon_cut_off_runs"], {"job_id": job["id"], "run_id": None}
+            )
+            if await _requeue_unless_succeeded(conn, job["id"]):
+                requeued.append(job["id"])
+    _log_lost(requeued)
+    return requeued
+
+
+async def _requeue_unless_succeeded(conn: AsyncConnection[DictRow], job_id: int) -> bool:
+    """Finish the locked job as succeeded if an attempt's success was committed, else put it
+    back in the queue (True)."""
+    cursor = await conn.execute(QUERIES["job_has_success"], {"job_id": job_id})
+    success = await cursor.fetchone()
+    if success is not None and success["succeeded"]:
+        await conn.execute(QUERIES["finish_job_now"], {"job_id": job_id, "status": "succeeded"})
+        return False
+    await conn.execute(QUERIES["requeue_job_now"], {"job_id": job_id})
+    return True
+
+
+def _log_lost(requeued: list[int]) -> None:
     if requeued:
         logger.warning(
             "re-queued %s: their attempts lost the database connection",
             requeued,
             extra={"event": "recovery.cut_off", "requeued": requeued},
         )
-    return requeued
 
 
 async def _reconcile(

@@ -17,6 +17,8 @@ here, until the procrastinate worker has returned (its last job finished or abor
 
 After a database outage the worker is restarted, and first re-queues the jobs whose attempts
 it ran and could not record (their runs become ``ConnectionLost``, outside the abandon limit).
+At each heartbeat it also re-queues the jobs the database shows under it that it does not run
+(a fetch whose answer was lost with its connection; see ``orchestrator._recovery``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ from collections.abc import Callable, Sequence
 import psycopg
 from procrastinate import exceptions as pexc
 from procrastinate.worker import Worker
+from psycopg.rows import DictRow
 
+from orchestrator import _recovery as recovery
 from orchestrator._driver_errors import reason, translate
 from orchestrator._errors import DatabaseNotMigrated, OrchestratorError
 from orchestrator._orchestrator import Orchestrator
@@ -184,8 +188,26 @@ async def _keep_heartbeat(
         try:
             async with orch.pool.connection(timeout=max(interval, 1.0)) as conn:
                 await conn.execute(QUERIES["heartbeat"], {"worker_id": worker_id})
+                await conn.commit()
+                await _requeue_orphans(orch, worker, worker_id, conn)
         except Exception as exc:
             logger.debug("heartbeat of worker %s failed: %s", worker_id, orch.scrubber(str(exc)))
+
+
+async def _requeue_orphans(
+    orch: Orchestrator, worker: Worker, worker_id: int, conn: psycopg.AsyncConnection[DictRow]
+) -> None:
+    """Re-queue the jobs the database says this worker runs and it does not (a fetch whose
+    answer was lost with its connection), while no fetch is in flight. procrastinate 3.10
+    keeps the jobs it runs in a private mapping, from the fetch's return until their status
+    update is done."""
+    running = getattr(worker, "_running_jobs", None)
+    if not isinstance(running, dict):
+        return
+    async with orch.job_manager.fetching():
+        held = [context.job.id for context in running.values() if context.job.id is not None]
+        if await recovery.requeue_orphans(conn, worker_id, held):
+            orch.changes.changed()
 
 
 def _procrastinate_stopping(worker: Worker) -> bool:

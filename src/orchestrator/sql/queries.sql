@@ -188,7 +188,9 @@ UPDATE agent_runs
  WHERE job_id = %(job_id)s AND status = 'running'
 RETURNING id, error ->> 'type' AS kind;
 
--- abandon_cut_off_run --
+-- abandon_cut_off_runs --
+-- The job's attempt this worker lost track of with its connection (``run_id``), or all its
+-- running attempts (``run_id`` NULL: the worker does not know which began).
 UPDATE agent_runs
    SET status = 'abandoned',
        finished_at = clock_timestamp(),
@@ -196,7 +198,30 @@ UPDATE agent_runs
            'type', 'ConnectionLost',
            'message', 'the attempt lost its database connection; its worker re-queued the job',
            'traceback', NULL)
- WHERE id = %(run_id)s AND status = 'running';
+ WHERE job_id = %(job_id)s AND status = 'running'
+   AND (%(run_id)s::bigint IS NULL OR id = %(run_id)s);
+
+-- orphan_jobs --
+-- Jobs the database shows 'doing' under this worker that it does not hold: their fetch's
+-- answer was lost with its connection, or the attempt could neither start nor record its
+-- end. Asked while no fetch is in flight in the worker's process.
+SELECT id, attempts FROM procrastinate_jobs
+ WHERE worker_id = %(worker_id)s AND status = 'doing'
+   AND NOT (id = ANY(%(held)s::bigint[]));
+
+-- lock_orphan_job --
+-- One of them, locked, if it is still the worker's; unless its latest attempt recorded an
+-- outcome since the fetch (the final status update failed): crash recovery's reconcile
+-- applies that outcome.
+SELECT j.id FROM procrastinate_jobs j
+ WHERE j.id = %(job_id)s AND j.status = 'doing' AND j.worker_id = %(worker_id)s
+   AND j.attempts = %(attempts)s
+   AND NOT EXISTS (
+        SELECT 1 FROM agent_runs r
+         WHERE r.job_id = j.id AND r.status IN ('failed', 'retrying', 'cancelled')
+           AND r.finished_at >= (SELECT max(e.at) FROM procrastinate_events e
+                                  WHERE e.job_id = j.id AND e.type = 'started'))
+   FOR UPDATE OF j;
 
 -- job_has_success --
 SELECT EXISTS (SELECT 1 FROM agent_runs WHERE job_id = %(job_id)s AND status = 'succeeded')

@@ -96,6 +96,80 @@ async def _crashed_job(orch: Orchestrator, payload: dict[str, Any], *, silent_fo
     return job_id
 
 
+# -- jobs a live worker lost track of -------------------------------------------------------
+
+
+async def _live_worker_id(orch: Orchestrator) -> int:
+    async def registered() -> bool:
+        return bool(await fetch(orch, "SELECT id FROM procrastinate_workers"))
+
+    await wait_for(registered, timeout=10)
+    [row] = await fetch(orch, "SELECT id FROM procrastinate_workers")
+    return int(row["id"])
+
+
+async def _lost_by_live_worker(orch: Orchestrator, job_id: int) -> None:
+    """The job goes to 'doing' under the live worker, which never heard of it: the fetch was
+    committed and its answer lost with the connection."""
+    rows = await fetch(
+        orch,
+        "SELECT (procrastinate_fetch_job_v2(ARRAY['lost'], %(w)s)).id AS id",
+        {"w": await _live_worker_id(orch)},
+    )
+    assert rows[0]["id"] == job_id
+
+
+async def test_a_live_worker_requeues_a_job_whose_fetch_answer_was_lost(
+    orch: Orchestrator,
+) -> None:
+    job_id = await orch.enqueue_workflow("write_row", {"key": "lost"}, queue="lost")
+    async with running_worker(orch, queues=["served"]):
+        await _lost_by_live_worker(orch, job_id)
+        await wait_for_status(orch, job_id, "todo", timeout=10)
+        assert (await job(orch, job_id))["attempts"] == 1
+    assert await runs(orch, job_id) == []  # no attempt began, none is recorded
+    async with running_worker(orch):
+        await wait_for_status(orch, job_id, "succeeded")
+    assert await run_statuses(orch, job_id) == ["succeeded"]
+    assert await effects(orch) == ["lost"]
+
+
+async def test_a_lost_attempt_of_a_live_worker_becomes_connection_lost(
+    orch: Orchestrator,
+) -> None:
+    """The attempt wrote its 'running' row, then neither its end nor the job's."""
+    job_id = await orch.enqueue_workflow("write_row", {"key": "cut"}, queue="lost")
+    async with running_worker(orch, queues=["served"]):
+        await _lost_by_live_worker(orch, job_id)
+        await _run_row(orch, job_id, attempt=1, status="running")
+        await wait_for_status(orch, job_id, "todo", timeout=10)
+    [run] = await runs(orch, job_id)
+    assert (run["status"], run["error"]["type"]) == ("abandoned", "ConnectionLost")
+
+
+async def test_a_lost_job_whose_outcome_was_recorded_is_left_to_reconcile(
+    orch: Orchestrator,
+) -> None:
+    """Re-queued, it would wait in 'todo' (nobody serves its queue); the sweep's reconcile
+    applies the recorded verdict instead."""
+    job_id = await orch.enqueue_workflow("write_row", {"key": "told"}, queue="lost")
+    async with running_worker(orch, queues=["served"]):
+        await _lost_by_live_worker(orch, job_id)
+        await _run_row(orch, job_id, attempt=1, status="failed", finished_ago=0)
+        await wait_for_status(orch, job_id, "failed", "todo", timeout=20)
+    assert await job_status(orch, job_id) == "failed"
+    assert await run_statuses(orch, job_id) == ["failed"]
+
+
+async def test_a_live_worker_keeps_the_jobs_it_runs(orch: Orchestrator) -> None:
+    """Heartbeats (0.5 s here) come and go while the attempt runs: nothing is re-queued."""
+    job_id = await orch.enqueue_workflow("write_row", {"key": "slow", "sleep": 2.5})
+    async with running_worker(orch):
+        await wait_for_status(orch, job_id, "succeeded", timeout=20)
+    assert await run_statuses(orch, job_id) == ["succeeded"]
+    assert await effects(orch) == ["slow"]
+
+
 # -- dead workers ---------------------------------------------------------------------------
 
 
