@@ -11,8 +11,10 @@ retry); 401/403/404 are permanent.
 
 Concurrency. Against a provider answering in 300 ms, one request at a time caps a PT4 near
 three requests a second whatever the allowed rate, so up to ``ORCHESTRATOR_EMAILBISON_
-CONCURRENCY`` chunks (default 8) are in flight at once, each an asyncio task that builds its
-leads, records its intent and sends, paced by the instance's shared rate limit (see
+CONCURRENCY`` chunks (default 8) are in flight at once, the four windows' chunks one stream
+(the next window starts while the last chunks of the previous one are in flight), each an
+asyncio task that builds its leads, records its intent and sends, paced by the instance's
+shared rate limit (see
 :mod:`workflows.limits`: every client and worker on the instance draws from it, oldest
 waiter first, so concurrent clients progress side by side). The workflow's own transaction
 is touched by the main task only: it records each chunk's answer in ``uploaded_leads`` and
@@ -33,16 +35,15 @@ doubt: at most N chunks sent twice, N being the concurrency.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import ExternalCall, PermanentError, Workflow, WorkflowContext
 from workflows.clients import Client, get_client
 from workflows.emailbison import (
     MAX_LEADS_PER_REQUEST,
-    CustomVariable,
     EmailBisonClient,
-    LeadIn,
     LeadOut,
     LeadValidationError,
     nothing_done,
@@ -73,30 +74,34 @@ CUSTOM_VARIABLES = (
 )
 
 
-def lead_for(row: dict[str, Any], list_name: str) -> LeadIn:
-    values = {
-        "date_of_birth": row["date_of_birth"],
-        "street_address": row["address_1"],
-        "city": row["city"],
-        "state": row["state"],
-        "zip": row["zip"],
-        "renewal_date": row["renewal_date"].isoformat(),
-        "cell_phone": row["cell_phone"],
-        "home_value": f"{row['home_value']:.0f}",
-        "purchase_date": row["readable_purchase_date"],
-        "renewal_window": list_name,
-        "segment": row["segment"],
-    }
-    return LeadIn(
-        first_name=row["greeting_name"],
-        last_name=row["last_name"],
-        email=row["email"],
-        custom_variables=[
-            CustomVariable(name=name, value=str(value))
-            for name, value in values.items()
-            if value not in (None, "")
-        ],
+def lead_for(row: Mapping[str, Any], list_name: str) -> dict[str, Any]:
+    """The lead's JSON object for ``create-or-update/multiple``: what
+    ``LeadIn(...).to_payload()`` gives for it (the model is the specification; a test holds
+    them equal), built as a plain dict because PT4 builds 10,000 of them a second."""
+    values = (
+        ("date_of_birth", row["date_of_birth"]),
+        ("street_address", row["address_1"]),
+        ("city", row["city"]),
+        ("state", row["state"]),
+        ("zip", row["zip"]),
+        ("renewal_date", row["renewal_date"].isoformat()),
+        ("cell_phone", row["cell_phone"]),
+        ("home_value", f"{row['home_value']:.0f}"),
+        ("purchase_date", row["readable_purchase_date"]),
+        ("renewal_window", list_name),
+        ("segment", row["segment"]),
     )
+    lead: dict[str, Any] = {
+        "first_name": row["greeting_name"],
+        "last_name": row["last_name"],
+        "email": row["email"],
+    }
+    variables = [
+        {"name": name, "value": str(value)} for name, value in values if value not in (None, "")
+    ]
+    if variables:
+        lead["custom_variables"] = variables
+    return lead
 
 
 async def prepare_windows(ctx: WorkflowContext, client: Client, data: ClientMonth) -> list[Any]:
@@ -214,7 +219,7 @@ async def _record(
 
 
 async def upload_chunk(
-    api: EmailBisonClient, leads: list[LeadIn]
+    api: EmailBisonClient, leads: list[dict[str, Any]]
 ) -> tuple[list[LeadOut], dict[str, str]]:
     """Upload one chunk; leads EmailBison refuses (422) are set aside with the reason."""
     rejected: dict[str, str] = {}
@@ -231,7 +236,7 @@ async def upload_chunk(
             for index, fields in exc.errors_by_index.items():
                 if 0 <= index < len(remaining):
                     reason = "; ".join(f"{f or 'lead'}: {' '.join(m)}" for f, m in fields.items())
-                    rejected[remaining[index].email.lower()] = reason[:500]
+                    rejected[str(remaining[index]["email"]).lower()] = reason[:500]
             remaining = [lead for i, lead in enumerate(remaining) if i not in bad]
     return [], rejected
 
@@ -261,58 +266,80 @@ async def _send_chunk(
 ChunkTask = asyncio.Task[tuple[dict[str, int], dict[str, str]]]
 
 
-async def _upload_window(
+@dataclass
+class WindowUpload:
+    """One window's part of the upload: what is left to send, and what came of it."""
+
+    window: Any
+    pending: list[Any]
+    settled: dict[str, int]
+    sent: int = 0
+    rejected: int = 0
+    chunks_left: int = 0
+
+
+async def _upload_windows(
     ctx: WorkflowContext,
     client: Client,
     api: EmailBisonClient,
-    window: Any,
-    pending: list[Any],
+    uploads: list[WindowUpload],
     *,
     concurrency: int,
     chunk_done: Callable[[int], Awaitable[None]],
-) -> tuple[int, int]:
-    """Send ``pending`` in chunks, at most ``concurrency`` in flight; return (sent, rejected).
+    window_done: Callable[[WindowUpload], Awaitable[None]],
+) -> None:
+    """Send every window's pending leads in chunks, at most ``concurrency`` in flight.
 
-    Each chunk's answer is recorded and committed by this (the main) task as it arrives, then
-    ``chunk_done(leads)`` reports progress. On an error no chunk is started any more and the
-    chunks in flight are let finish (their answers reach the ledger, for the next attempt to
-    record without a request); on cancellation they are cancelled.
+    The chunks of all windows form one stream, windows in order: the next window's first
+    chunks go out while the last ones of the previous window are in flight (draining at each
+    window's end left the provider's rate unused four times a month). Each chunk's answer is
+    recorded and committed by this (the main) task as it arrives, then ``chunk_done(leads)``
+    reports progress, and ``window_done`` runs once a window's last chunk is recorded. On an
+    error no chunk is started any more and the chunks in flight are let finish (their answers
+    reach the ledger, for the next attempt to record without a request); on cancellation they
+    are cancelled.
     """
-    chunks = [
-        pending[start : start + MAX_LEADS_PER_REQUEST]
-        for start in range(0, len(pending), MAX_LEADS_PER_REQUEST)
-    ]
-    in_flight: dict[ChunkTask, int] = {}
-    sent = rejected_total = 0
+    chunks: list[tuple[WindowUpload, list[Any]]] = []
+    for upload in uploads:
+        pending = upload.pending
+        for start in range(0, len(pending), MAX_LEADS_PER_REQUEST):
+            chunks.append((upload, pending[start : start + MAX_LEADS_PER_REQUEST]))
+            upload.chunks_left += 1
+    for upload in uploads:
+        if upload.chunks_left == 0:
+            await window_done(upload)
+    in_flight: dict[ChunkTask, tuple[WindowUpload, int]] = {}
     following = 0
     try:
         while following < len(chunks) or in_flight:
             while following < len(chunks) and len(in_flight) < concurrency:
                 await ctx.check()
-                chunk = chunks[following]
+                upload, rows = chunks[following]
                 following += 1
-                task = asyncio.create_task(_send_chunk(ctx, api, window, chunk))
-                in_flight[task] = len(chunk)
+                task = asyncio.create_task(_send_chunk(ctx, api, upload.window, rows))
+                in_flight[task] = (upload, len(rows))
             finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(finished, key=list(in_flight).index):
-                uploaded, rejected = task.result()  # a chunk's error ends the window here
-                await _record(ctx, client, window["id"], uploaded, rejected)
+                uploaded, rejected = task.result()  # a chunk's error ends the upload here
+                upload, leads = in_flight.pop(task)
+                await _record(ctx, client, upload.window["id"], uploaded, rejected)
                 await ctx.commit()
-                sent += len(uploaded)
-                rejected_total += len(rejected)
-                await chunk_done(in_flight.pop(task))
+                upload.sent += len(uploaded)
+                upload.rejected += len(rejected)
+                upload.chunks_left -= 1
+                await chunk_done(leads)
+                if upload.chunks_left == 0:
+                    await window_done(upload)
     except asyncio.CancelledError:
-        await _stop_in_flight(in_flight, cancel=True)
+        await _stop_in_flight(list(in_flight), cancel=True)
         raise
     except BaseException:
-        await _stop_in_flight(in_flight, cancel=False)
+        await _stop_in_flight(list(in_flight), cancel=False)
         raise
-    return sent, rejected_total
 
 
-async def _stop_in_flight(in_flight: dict[ChunkTask, int], *, cancel: bool) -> None:
+async def _stop_in_flight(tasks: list[ChunkTask], *, cancel: bool) -> None:
     """Let the chunks in flight end (or cancel them) and collect their errors quietly."""
-    tasks = list(in_flight)
     if cancel:
         for task in tasks:
             task.cancel()
@@ -383,7 +410,6 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         raise PermanentError(
             f"no cleaned leads for client {client.name!r} month {data.month}: run PT2/PT3 first"
         )
-    summary = []
     total_leads = sum(int(w["lead_count"]) for w in windows)
     processed = 0
     await ctx.progress(0, total_leads, note="leads")
@@ -395,6 +421,27 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         processed += leads
         await ctx.progress(processed, total_leads, note="leads")
 
+    async def window_done(upload: WindowUpload) -> None:
+        cursor = await ctx.connection.execute(
+            """
+            UPDATE renewal_windows w SET
+                uploaded = (SELECT count(*) FROM uploaded_leads u
+                             WHERE u.window_id = w.id AND u.status = 'uploaded'),
+                rejected = (SELECT count(*) FROM uploaded_leads u
+                             WHERE u.window_id = w.id AND u.status = 'rejected'),
+                completed_at = now()
+             WHERE id = %s
+            RETURNING uploaded, rejected
+            """,
+            [upload.window["id"]],
+        )
+        totals = await cursor.fetchone()
+        assert totals is not None
+        await ctx.commit()
+        done[upload.window["id"]] = dict(totals)
+
+    done: dict[int, dict[str, int]] = {}
+    uploads: list[WindowUpload] = []
     limit = emailbison_limit(ctx, client.emailbison_url)
     async with emailbison_api(client, ctx.settings, ctx.http_hooks, rate_limit=limit) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
@@ -408,39 +455,36 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
             )
             processed += before - len(pending)  # calls in doubt, settled just now
             # Chunks in doubt sent again count as sent by this run.
-            sent, rejected_total = settled["resent_in_doubt"], settled["rejected_in_doubt"]
-            sent_now, rejected_now = await _upload_window(
-                ctx, client, api, window, pending, concurrency=concurrency, chunk_done=chunk_done
+            uploads.append(
+                WindowUpload(
+                    window,
+                    pending,
+                    settled,
+                    sent=settled["resent_in_doubt"],
+                    rejected=settled["rejected_in_doubt"],
+                )
             )
-            sent += sent_now
-            rejected_total += rejected_now
-            cursor = await ctx.connection.execute(
-                """
-                UPDATE renewal_windows w SET
-                    uploaded = (SELECT count(*) FROM uploaded_leads u
-                                 WHERE u.window_id = w.id AND u.status = 'uploaded'),
-                    rejected = (SELECT count(*) FROM uploaded_leads u
-                                 WHERE u.window_id = w.id AND u.status = 'rejected'),
-                    completed_at = now()
-                 WHERE id = %s
-                RETURNING uploaded, rejected
-                """,
-                [window["id"]],
-            )
-            totals = await cursor.fetchone()
-            assert totals is not None
-            await ctx.commit()
-            summary.append(
-                {
-                    "window": window["list_name"],
-                    "leads": window["lead_count"],
-                    "sent_this_run": sent,
-                    "rejected_this_run": rejected_total,
-                    **{k: v for k, v in settled.items() if v and k != "rejected_in_doubt"},
-                    "uploaded": totals["uploaded"],
-                    "rejected": totals["rejected"],
-                }
-            )
+        await _upload_windows(
+            ctx,
+            client,
+            api,
+            uploads,
+            concurrency=concurrency,
+            chunk_done=chunk_done,
+            window_done=window_done,
+        )
+    summary = [
+        {
+            "window": upload.window["list_name"],
+            "leads": upload.window["lead_count"],
+            "sent_this_run": upload.sent,
+            "rejected_this_run": upload.rejected,
+            **{k: v for k, v in upload.settled.items() if v and k != "rejected_in_doubt"},
+            "uploaded": done[upload.window["id"]]["uploaded"],
+            "rejected": done[upload.window["id"]]["rejected"],
+        }
+        for upload in uploads
+    ]
     await notify(
         ctx,
         f"PT4 EmailBison upload done for {client.name}, {data.month}: "

@@ -300,8 +300,12 @@ class LocalEmailBison(LoopbackServer):
     ) -> tuple[_Answer, RequestRecord]:
         received_at = time.time()
         split = urlsplit(target)
-        answer = self._injected(split.path) or self._api_answer(method, split, raw, authorization)
-        emails, name = _request_detail(split.path, raw)
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            body = _MALFORMED
+        answer = self._injected(split.path) or self._api_answer(method, split, body, authorization)
+        emails, name = _request_detail(split.path, body)
         record = RequestRecord(
             method,
             split.path,
@@ -356,11 +360,9 @@ class LocalEmailBison(LoopbackServer):
         return None
 
     def _api_answer(
-        self, method: str, split: SplitResult, raw: bytes, authorization: str | None
+        self, method: str, split: SplitResult, body: object, authorization: str | None
     ) -> _Answer:
-        try:
-            body = json.loads(raw) if raw.strip() else None
-        except ValueError:
+        if body is _MALFORMED:
             return _json_answer(400, {"message": "Malformed JSON body."})
         api_key = None
         if authorization is not None and authorization.startswith("Bearer "):
@@ -381,13 +383,9 @@ class LocalEmailBison(LoopbackServer):
         return _json_answer(status, payload)
 
 
-def _request_detail(path: str, raw: bytes) -> tuple[tuple[str, ...], str | None]:
+def _request_detail(path: str, body: object) -> tuple[tuple[str, ...], str | None]:
     """The emails of a lead upsert and the name of a rename, for the request log."""
     if not (path.endswith("/leads/create-or-update/multiple") or path.endswith("/update")):
-        return (), None
-    try:
-        body = json.loads(raw)
-    except ValueError:
         return (), None
     if not isinstance(body, dict):
         return (), None
@@ -399,6 +397,10 @@ def _request_detail(path: str, raw: bytes) -> tuple[tuple[str, ...], str | None]
     )
     name = body.get("name")
     return emails, name if isinstance(name, str) else None
+
+
+#: The body of a request that is not JSON (parsed once, before the answer and the log).
+_MALFORMED = object()
 
 
 def _json_answer(status: int, payload: object, retry_after: float | None = None) -> _Answer:
