@@ -7,9 +7,10 @@ only. Verdicts are made up from the address: a local part starting with ``risky`
 (not safe), one starting with ``bad`` is "Invalid", anything else "Safe to Send". A wrong key
 gives Debounce's ``success: "0"`` answer.
 
-Like a provider it can be slow and strict: ``latency`` seconds before every answer, and above
-``rate_limit_per_second`` (a token bucket of burst ``max(1, rate)``) a 429 with a fractional
-``Retry-After``. It counts requests, 429s and the most requests it held at once::
+Like a provider it can be slow and strict: above ``rate_limit_per_second`` (a token bucket of
+burst ``max(1, rate)``, taken from as a request arrives) a 429 at once with a fractional
+``Retry-After``, and ``latency`` seconds before every other answer. It counts requests, 429s
+and the most requests it held at once::
 
     with LocalDebounce("debounce-key", latency=0.3, rate_limit_per_second=10) as debounce:
         async with DebounceClient("debounce-key", base_url=debounce.url) as client:
@@ -26,7 +27,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from workflows.standins.loopback import LoopbackServer
+from workflows.standins.loopback import LoopbackServer, ProviderBucket
 
 __all__ = ["LocalDebounce"]
 
@@ -44,15 +45,14 @@ class LocalDebounce(LoopbackServer):
         rate_limit_per_second: float | None = None,
         port: int = 0,
     ) -> None:
-        if rate_limit_per_second is not None and rate_limit_per_second <= 0:
-            raise ValueError("rate must be positive or None")
         super().__init__(port)
         self.api_key = api_key
         self.latency = max(0.0, latency)
         self.rate = rate_limit_per_second
+        self._bucket = (
+            None if rate_limit_per_second is None else ProviderBucket(rate_limit_per_second)
+        )
         self._lock = threading.Lock()
-        self._tokens = max(1.0, rate_limit_per_second or 0.0)
-        self._refilled_at = time.monotonic()
         #: Answers given, by status; the checked addresses (200s only), in order.
         self.statuses: dict[int, int] = {}
         self.checked: list[str] = []
@@ -97,9 +97,14 @@ class LocalDebounce(LoopbackServer):
             if not self.first_request_at:
                 self.first_request_at = time.monotonic()
         try:
-            if self.latency:
-                self._stopping.wait(self.latency)
-            status, body, retry_after = self._decide(path)
+            with self._lock:
+                retry_after = None if self._bucket is None else self._bucket.take()
+            if retry_after is not None:
+                status, body = 429, {"message": "Too Many Requests"}
+            else:
+                if self.latency:
+                    self._stopping.wait(self.latency)
+                status, body, retry_after = self._decide(path)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -111,16 +116,6 @@ class LocalDebounce(LoopbackServer):
         split = urlsplit(path)
         if split.path.rstrip("/") != "/v1":
             return 404, {"message": "not found"}, None
-        with self._lock:
-            if self.rate is not None:
-                now = time.monotonic()
-                burst = max(1.0, self.rate)
-                self._tokens = min(burst, self._tokens + (now - self._refilled_at) * self.rate)
-                self._refilled_at = now
-                if self._tokens < 1.0:
-                    wait = round((1.0 - self._tokens) / self.rate + 0.0005, 3)
-                    return 429, {"message": "Too Many Requests"}, wait
-                self._tokens -= 1.0
         query = dict(parse_qsl(split.query))
         if query.get("api") != self.api_key:
             return 200, {"success": "0", "debounce": {"error": "Wrong API key"}}, None

@@ -18,10 +18,11 @@ What it enforces, following EmailBison's public docs where they speak:
   attaching an unknown lead id is a 422 keyed ``lead_ids.{i}``; attaching twice is a no-op.
 - Unknown path: 404 ``{"message": "Record not found"}``; known path, wrong method: 405.
 
-Faults for tests (thread-safe; checked in this order, before routing): ``slow_seconds`` delays
-every answer (``latency=`` when built: a provider's answer time, for benchmarks);
-``rate_limit_per_second`` answers 429 with a (fractional) ``Retry-After`` when its token bucket
-is empty (:attr:`throttled` counts the 429s); ``fail_next(...)`` answers a canned status/body;
+Faults for tests (thread-safe; checked in this order, before routing):
+``rate_limit_per_second`` answers 429 at once, with a (fractional) ``Retry-After``, when its
+token bucket is empty as the request arrives (:attr:`throttled` counts the 429s);
+``slow_seconds`` delays every other answer (``latency=`` when built: a provider's answer time,
+for benchmarks); ``fail_next(...)`` answers a canned status/body;
 ``broken_json_next(n)`` answers 200 with truncated JSON; ``slow_answer_next(seconds, ...)``
 carries a request out and then holds its answer back (a client timeout on a request the server
 did store). Every request is recorded as (method, path, query, status), with its arrival time,
@@ -60,7 +61,7 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from workflows.standins._emailbison_api import ApiRequest, LocalApi, Workspace
-from workflows.standins.loopback import LoopbackServer
+from workflows.standins.loopback import LoopbackServer, ProviderBucket
 
 __all__ = ["LocalEmailBison", "RequestRecord", "Workspace", "main"]
 
@@ -138,9 +139,7 @@ class LocalEmailBison(LoopbackServer):
         self.on_answered: Callable[[RequestRecord], None] | None = None
         self._broken_json = 0
         self._slow_seconds = 0.0
-        self._rate: float | None = None
-        self._tokens = 0.0
-        self._refilled_at = 0.0
+        self._bucket: ProviderBucket | None = None
         self._log: list[RequestRecord] = []
         self._cut: list[RequestRecord] = []
         self.slow_seconds = latency
@@ -230,18 +229,16 @@ class LocalEmailBison(LoopbackServer):
 
     @property
     def rate_limit_per_second(self) -> float | None:
-        """Token bucket (burst = max(1, rate)); ``None`` disables it. Setting refills it."""
+        """Token bucket (burst = max(1, rate)), taken from as a request arrives; ``None``
+        disables it. Setting it refills the bucket."""
         with self._lock:
-            return self._rate
+            return None if self._bucket is None else self._bucket.rate
 
     @rate_limit_per_second.setter
     def rate_limit_per_second(self, value: float | None) -> None:
-        if value is not None and value <= 0:
-            raise ValueError("rate must be positive or None")
+        bucket = None if value is None else ProviderBucket(value)
         with self._lock:
-            self._rate = value
-            self._tokens = max(1.0, value or 0.0)
-            self._refilled_at = time.monotonic()
+            self._bucket = bucket
 
     def clear_faults(self) -> None:
         """Drop queued faults and switch off delays and rate limiting."""
@@ -250,7 +247,7 @@ class LocalEmailBison(LoopbackServer):
             self._late.clear()
             self._broken_json = 0
             self._slow_seconds = 0.0
-            self._rate = None
+            self._bucket = None
 
     # -- request log ------------------------------------------------------------------------
 
@@ -335,19 +332,14 @@ class LocalEmailBison(LoopbackServer):
         return answer, record
 
     def _injected(self, path: str) -> _Answer | None:
-        delay = self.slow_seconds
+        with self._lock:
+            retry_after = None if self._bucket is None else self._bucket.take()
+            delay = self._slow_seconds
+        if retry_after is not None:
+            return _json_answer(429, {"message": "Too Many Attempts."}, retry_after=retry_after)
         if delay > 0:
             self._stopping.wait(delay)
         with self._lock:
-            if self._rate is not None:
-                now = time.monotonic()
-                burst = max(1.0, self._rate)
-                self._tokens = min(burst, self._tokens + (now - self._refilled_at) * self._rate)
-                self._refilled_at = now
-                if self._tokens < 1.0:
-                    wait = round((1.0 - self._tokens) / self._rate + 0.0005, 3)
-                    return _json_answer(429, {"message": "Too Many Attempts."}, retry_after=wait)
-                self._tokens -= 1.0
             for fault in self._faults:
                 if fault.path_contains is None or fault.path_contains in path:
                     fault.remaining -= 1

@@ -10,11 +10,40 @@ only, like the stand-ins.
 from __future__ import annotations
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
 
 HOST = "127.0.0.1"
+
+
+class ProviderBucket:
+    """A provider's own rate limiter as the stand-ins model it: a token bucket holding one
+    second of its rate (at least one token), full at the start, taken from when a request
+    *arrives* — before the provider's answer time, as a real API counts its requests.
+
+    Not thread-safe by itself: call :meth:`take` under the stand-in's lock.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive or None")
+        self.rate = rate
+        self._burst = max(1.0, rate)
+        self._tokens = self._burst
+        self._refilled_at = time.monotonic()
+
+    def take(self) -> float | None:
+        """Take a token: ``None``, or when there is none the ``Retry-After`` seconds (rounded
+        up to the millisecond) after which one will be there."""
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return round((1.0 - self._tokens) / self.rate + 0.0005, 3)
+        self._tokens -= 1.0
+        return None
 
 
 class _Server(ThreadingHTTPServer):

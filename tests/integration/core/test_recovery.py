@@ -244,6 +244,9 @@ async def test_sweeps_never_overlap(orch: Orchestrator, database_url: str) -> No
         report = await orch.recover()
         assert report.skipped
         assert await job_status(orch, job_id) == "doing"
+        # Released here: a closed session's backend releases it only as it exits, a moment
+        # after the client has moved on (both sweeps below could still find it held).
+        await other.execute("SELECT pg_advisory_unlock(%s)", [RECOVERY_LOCK_KEY])
     reports = await asyncio.gather(orch.recover(), orch.recover())
     assert sorted(len(r.requeued) for r in reports) == [0, 1]
 
