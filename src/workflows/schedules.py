@@ -37,16 +37,22 @@ def month_chain_payload(client: str, month: str) -> dict[str, object]:
 #: The steps of a chained month, in order.
 MONTH_CHAIN = ("pt1", "pt2", "pt3", "pt4")
 
+#: The priority each following step of a chained month is enqueued with (higher goes first;
+#: PT1 is enqueued with the default, 0). See :func:`enqueue_next_step`.
+STEP_PRIORITY = {"pt2": 0, "pt3": 1, "pt4": 2}
+
 
 async def enqueue_next_step(ctx: WorkflowContext, step: str, client: str, month: str) -> int:
     """Enqueue the step after ``step`` of a chained month (inside the attempt's transaction).
 
     The next step keeps the month's dedupe key (a second ``run-month`` finds the chain
-    running) and gets a priority one higher than the step before it, so when every client's
-    month is enqueued at once, a month already under way goes before months not started yet.
-    That is what lets the whole book finish at the upload limit's pace: the first clients
-    reach PT4 (paced by EmailBison, not by CPU) while the others are still being ingested,
-    instead of every upload waiting for the last client's PT1.
+    running). Its priority (:data:`STEP_PRIORITY`) shares the day out when every client's
+    month is enqueued at once: the ingest steps (PT1, PT2: CPU and database work) queue in
+    the order they arrive, so every client's rows are pulled before any client's are cleaned
+    and no client waits behind the whole book; a cleaned month goes straight through gap
+    analysis to its upload, ahead of them, so uploads (paced by the provider's shared limit,
+    not by CPU) start while the rest of the book is still being cleaned and keep that limit
+    busy to the end.
 
     >>> MONTH_CHAIN.index("pt3")
     2
@@ -54,11 +60,12 @@ async def enqueue_next_step(ctx: WorkflowContext, step: str, client: str, month:
     position = MONTH_CHAIN.index(step) + 1
     if position >= len(MONTH_CHAIN):
         raise ValueError(f"{step} is the last step of the month")
+    following = MONTH_CHAIN[position]
     return await ctx.enqueue(
-        MONTH_CHAIN[position],
+        following,
         month_chain_payload(client, month),
         dedupe_key=month_dedupe_key(client, month),
-        priority=position,
+        priority=STEP_PRIORITY[following],
     )
 
 

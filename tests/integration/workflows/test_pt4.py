@@ -430,8 +430,8 @@ async def test_month_chain_runs_pt1_to_pt4(
         js[0]["args"]["payload"] == {"client": client.name, "month": MONTH, "chain": True}
         for js in found.values()
     )
-    # each step goes ahead of months not started yet (see schedules.enqueue_next_step)
-    assert [found[name][0]["priority"] for name in ("pt1", "pt2", "pt3", "pt4")] == [0, 1, 2, 3]
+    # ingest in order of arrival, then straight to the upload (see schedules.STEP_PRIORITY)
+    assert [found[name][0]["priority"] for name in ("pt1", "pt2", "pt3", "pt4")] == [0, 0, 1, 2]
     pt4 = await job_result(pipeline, found["pt4"][0]["id"])
     assert "next_job" not in pt4.output  # PT4 ends the chain
     cleaned = await scalar(pipeline, "SELECT count(*) FROM cleaned_leads WHERE selected")
