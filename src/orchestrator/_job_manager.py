@@ -13,9 +13,9 @@ A successful attempt ends its job itself, in the job's transaction (see
 and procrastinate's finish for it costs no round trip.
 
 A fetch whose answer never arrived (the connection died after the server committed it) leaves
-a job ``doing`` under a live worker that does not know it: :meth:`GuardedJobManager.fetching`
-lets that worker compare its jobs with the database's while no fetch is in flight (see
-``orchestrator._recovery.requeue_orphans``).
+a job ``doing`` under a live worker that does not know it:
+:meth:`GuardedJobManager.no_fetch_in_flight` lets that worker compare its jobs with the
+database's while no fetch is in flight (see ``orchestrator._recovery.requeue_orphans``).
 """
 
 from __future__ import annotations
@@ -45,20 +45,29 @@ class GuardedJobManager(manager.JobManager):
         self.on_change = on_change
         self._fetch_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
-    @contextlib.asynccontextmanager
-    async def fetching(self) -> AsyncIterator[None]:
-        """Held by every fetch: whoever holds it knows no fetch is in flight in this process,
-        so every job the database shows ``doing`` under this process's worker was handed to
-        it already (procrastinate registers a fetched job before it yields again)."""
+    def _fetch_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
         lock = self._fetch_locks.get(loop)
         if lock is None:
             self._fetch_locks = {loop: (lock := asyncio.Lock())}
-        async with lock:
-            yield
+        return lock
+
+    @contextlib.asynccontextmanager
+    async def no_fetch_in_flight(self) -> AsyncIterator[bool]:
+        """``True`` while it holds the lock every fetch takes, so that no fetch is in flight
+        in this process and every job the database shows ``doing`` under this process's
+        worker was handed to it already (procrastinate registers a fetched job before it
+        yields again); ``False`` at once, without waiting, when a fetch is in flight (a
+        caller such as the heartbeat must not wait for a fetch stuck on a dead server)."""
+        lock = self._fetch_lock()
+        if lock.locked():
+            yield False
+            return
+        async with lock:  # free: taken without yielding to the event loop
+            yield True
 
     async def fetch_job(self, queues: Iterable[str] | None, worker_id: int) -> jobs.Job | None:
-        async with self.fetching():
+        async with self._fetch_lock():
             job = await super().fetch_job(queues, worker_id)
         if job is not None:
             self.on_change()

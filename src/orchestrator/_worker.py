@@ -204,7 +204,9 @@ async def _requeue_orphans(
     running = getattr(worker, "_running_jobs", None)
     if not isinstance(running, dict):
         return
-    async with orch.job_manager.fetching():
+    async with orch.job_manager.no_fetch_in_flight() as idle:
+        if not idle:
+            return  # the next heartbeat looks again
         held = [context.job.id for context in running.values() if context.job.id is not None]
         if await recovery.requeue_orphans(conn, worker_id, held):
             orch.changes.changed()
