@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workflows.emailbison import CustomVariable, LeadIn
-from workflows.pt4_emailbison_upload import lead_for
+from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES, lead_for
 
 NAMES = (
     ("date_of_birth", "date_of_birth"),
@@ -32,26 +32,13 @@ def lead_in(row: dict[str, Any], list_name: str) -> LeadIn:
     values["renewal_date"] = row["renewal_date"].isoformat()
     values["home_value"] = f"{row['home_value']:.0f}"
     values["renewal_window"] = list_name
-    order = [
-        "date_of_birth",
-        "street_address",
-        "city",
-        "state",
-        "zip",
-        "renewal_date",
-        "cell_phone",
-        "home_value",
-        "purchase_date",
-        "renewal_window",
-        "segment",
-    ]
     return LeadIn(
         first_name=row["greeting_name"],
         last_name=row["last_name"],
         email=row["email"],
         custom_variables=[
             CustomVariable(name=name, value=str(values[name]))
-            for name in order
+            for name in CUSTOM_VARIABLES
             if values[name] not in (None, "")
         ],
     )
