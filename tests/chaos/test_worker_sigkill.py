@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import DEFAULT_JOBS, ChaosRun, Db, record, worker_label_prefix
+from tests.chaos.harness import ChaosRun, Db, record, worker_label_prefix
 
 pytestmark = pytest.mark.chaos
 
@@ -28,6 +28,10 @@ KILLS = 6
 KILL_EVERY = 2.0
 #: A victim must have run this long, so it is busy with jobs rather than still importing.
 MIN_AGE = 1.5
+#: The work must outlast the kills (6 x 2 s): at full concurrency (3 workers x 8) these jobs
+#: take at least 3,000 x 75 ms / 24 = 9.4 s before any top-up, each top-up 1.6 s more.
+JOBS = 3_000
+SLEEP = (0.05, 0.1)
 #: Extra jobs enqueued when fewer than TOP_UP_BELOW wait before a kill (at most TOP_UPS times).
 TOP_UP_BELOW = 600
 TOP_UP_JOBS = 500
@@ -49,7 +53,7 @@ class Kill:
 async def test_repeated_worker_sigkill(database_url: str, tmp_path: Path) -> None:
     rng = random.Random(SEED)
     async with ChaosRun(database_url, tmp_path) as run:
-        keys, job_ids = await run.enqueue_rows("sigkill", DEFAULT_JOBS, rng, sleep=(0.02, 0.05))
+        keys, job_ids = await run.enqueue_rows("sigkill", JOBS, rng, sleep=SLEEP)
         started = time.monotonic()
         for _ in range(WORKERS):
             run.workers.start()
@@ -67,7 +71,7 @@ async def test_repeated_worker_sigkill(database_url: str, tmp_path: Path) -> Non
             if waiting < TOP_UP_BELOW and n < KILLS - 1 and top_ups < TOP_UPS:
                 top_ups += 1
                 more_keys, more_ids = await run.enqueue_rows(
-                    f"sigkill{top_ups}", TOP_UP_JOBS, rng, sleep=(0.02, 0.05)
+                    f"sigkill{top_ups}", TOP_UP_JOBS, rng, sleep=SLEEP
                 )
                 keys += more_keys
                 job_ids += more_ids
