@@ -254,12 +254,16 @@ async def _pt4_shared(bench: Bench, url: str) -> list[Result]:
         Result(
             FAMILY,
             f"PT4 two clients x {leads:,} leads, 2 workers, combined",
-            sent / span,
-            "leads/s",
-            baseline=allowed,
-            baseline_name=f"allowed: {BISON_RATE:g} req/s x {MAX_LEADS_PER_REQUEST}",
+            # n requests at a limit of rate r and burst b take (n - b) / r seconds from the
+            # first to the last: the requests after the burst, over the span
+            (len(times) - BURST) / span,
+            "req/s",
+            baseline=BISON_RATE,
+            baseline_name=f"allowed: {BISON_RATE:g} req/s (after a burst of {BURST})",
             goal=Goal(1.0, at_least=False, on_ratio=True),
             extra={
+                "leads_per_s": sent / span,
+                "allowed_leads_per_s": allowed,
                 "seconds": span,
                 "per_client_s": {n: r["seconds"] for n, r in runs.items()},
                 **cpu,

@@ -269,11 +269,14 @@ class EmailBisonClient:
     ) -> Any:
         """Send one request (retrying 429s as documented) and return the decoded JSON."""
         attempt = 0
+        # Built (the body serialised) before the rate limit's grant, not after: 500 leads take
+        # milliseconds to encode, which would otherwise stand between the grant and the send.
+        request = self._http.build_request(method, path, json=json, params=params)
         while True:
             if self._limiter is not None:
                 await self._limiter.acquire()
             try:
-                response = await self._http.request(method, path, json=json, params=params)
+                response = await self._http.send(request)
             except httpx.TimeoutException as exc:
                 raise EmailBisonRetryableError(
                     f"{method} {path}: no answer in time ({type(exc).__name__})",
