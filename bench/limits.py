@@ -36,11 +36,14 @@ from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
 from workflows.emailbison import MAX_LEADS_PER_REQUEST
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
+from workflows.settings import PipelineSettings
 from workflows.standins.debounce_server import LocalDebounce
 from workflows.standins.emailbison_server import LocalEmailBison, RequestRecord
 from workflows.standins.synthetic import generate_exports
 
 FAMILY = "limits"
+#: PT4's chunks in flight unless configured (ORCHESTRATOR_EMAILBISON_CONCURRENCY).
+DEFAULT_CONCURRENCY = PipelineSettings.model_fields["emailbison_concurrency"].default
 LATENCY = 0.3
 BISON_RATE = 20.0
 DEBOUNCE_RATE = 10.0
@@ -110,7 +113,7 @@ async def _pt4_runs(url: str) -> dict[str, dict[str, Any]]:
 
 
 async def _upload(
-    bench: Bench, url: str, clients: int, leads: int, processes: int, concurrency: int = 8
+    bench: Bench, url: str, clients: int, leads: int, processes: int, concurrency: int | None = None
 ) -> tuple[LocalEmailBison, dict[str, dict[str, Any]], dict[str, float]]:
     """``clients`` clients with ``leads`` each, one workspace each on one stand-in; their
     PT4s enqueued together and run by ``processes`` worker processes."""
@@ -136,8 +139,13 @@ async def _upload(
                 ORCHESTRATOR_EMAILBISON_RATE_LIMIT=str(BISON_RATE),
                 ORCHESTRATOR_EMAILBISON_RATE_BURST=str(BURST),
                 ORCHESTRATOR_EMAILBISON_ALLOW_HTTP_LOOPBACK="1",
-                ORCHESTRATOR_EMAILBISON_CONCURRENCY=str(concurrency),
                 **keys,
+                # the product's default unless a figure asks for another
+                **(
+                    {}
+                    if concurrency is None
+                    else {"ORCHESTRATOR_EMAILBISON_CONCURRENCY": str(concurrency)}
+                ),
             )
             async with Processes() as procs:
                 for p in range(processes):
@@ -217,7 +225,7 @@ async def _pt4_alone(bench: Bench, url: str, one_at_a_time: float) -> list[Resul
         ),
         Result(
             FAMILY,
-            "PT4 alone, 8 chunks in flight vs one at a time",
+            f"PT4 alone, {DEFAULT_CONCURRENCY} chunks in flight (default) vs one at a time",
             sent / run["seconds"],
             "leads/s",
             baseline=one_at_a_time,

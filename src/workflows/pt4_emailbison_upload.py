@@ -11,10 +11,11 @@ retry); 401/403/404 are permanent.
 
 Concurrency. Against a provider answering in 300 ms, one request at a time caps a PT4 near
 three requests a second whatever the allowed rate, so up to ``ORCHESTRATOR_EMAILBISON_
-CONCURRENCY`` chunks (default 8) are in flight at once, the four windows' chunks one stream
-(the next window starts while the last chunks of the previous one are in flight), each an
-asyncio task that builds its leads, records its intent and sends, paced by the instance's
-shared rate limit (see
+CONCURRENCY`` chunks (default 16) are in flight at once, the four windows' chunks one stream
+(a window is filled and read when the upload reaches it, while the previous one's last chunks
+are in flight; the next chunks start before the finished ones are recorded), each an asyncio
+task that builds its leads, records its intent and sends, paced by the instance's shared
+rate limit (see
 :mod:`workflows.limits`: every client and worker on the instance draws from it, oldest
 waiter first, so concurrent clients progress side by side). The workflow's own transaction
 is touched by the main task only: it records each chunk's answer in ``uploaded_leads`` and
@@ -35,6 +36,7 @@ doubt: at most N chunks sent twice, N being the concurrency.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,18 +107,22 @@ def lead_for(row: Mapping[str, Any], list_name: str) -> dict[str, Any]:
 
 
 async def prepare_windows(ctx: WorkflowContext, client: Client, data: ClientMonth) -> list[Any]:
-    """Upsert the month's four windows and their leads; return the window rows."""
+    """Upsert the month's four windows; return their rows, each with ``expected``: the leads
+    it will hold once filled (:func:`fill_window`), for the progress total.
+
+    The windows are filled one at a time as the upload reaches them, so that the first
+    chunks leave while the later windows are being filled.
+    """
     conn = ctx.connection
     year, month = data.year_month
     for window in windows_for_month(year, month):
-        cursor = await conn.execute(
+        await conn.execute(
             """
             INSERT INTO renewal_windows (client_id, month, window_index, start_date, end_date,
                                          upload_date, list_name)
             VALUES (%s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT (client_id, month, window_index) DO UPDATE SET list_name =
                 EXCLUDED.list_name
-            RETURNING id
             """,
             [
                 client.id,
@@ -128,41 +134,61 @@ async def prepare_windows(ctx: WorkflowContext, client: Client, data: ClientMont
                 window_list_name(window),
             ],
         )
-        row = await cursor.fetchone()
-        assert row is not None
-        await conn.execute(
-            """
-            INSERT INTO window_leads (window_id, cleaned_lead_id, email, segment)
-            SELECT %(w)s, id, email, segment FROM cleaned_leads
-             WHERE client_id = %(c)s AND month = %(m)s AND window_index = %(i)s AND selected
-            ON CONFLICT (window_id, email) DO UPDATE SET cleaned_lead_id =
-                EXCLUDED.cleaned_lead_id, segment = EXCLUDED.segment
-            """,
-            {"w": row["id"], "c": client.id, "m": data.first_day, "i": window.index},
-        )
-        await conn.execute(
-            """
-            UPDATE renewal_windows
-               SET lead_count = (SELECT count(*) FROM window_leads WHERE window_id = %(w)s)
-             WHERE id = %(w)s
-            """,
-            {"w": row["id"]},
-        )
     await ctx.commit()
     cursor = await conn.execute(
         """
-        SELECT id, window_index, list_name, lead_count FROM renewal_windows
-         WHERE client_id = %s AND month = %s ORDER BY window_index
+        SELECT w.id, w.window_index, w.list_name,
+               GREATEST((SELECT count(*) FROM cleaned_leads c
+                          WHERE c.client_id = w.client_id AND c.month = w.month
+                            AND c.window_index = w.window_index AND c.selected),
+                        (SELECT count(*) FROM window_leads wl WHERE wl.window_id = w.id))
+                   AS expected
+          FROM renewal_windows w
+         WHERE w.client_id = %s AND w.month = %s ORDER BY w.window_index
         """,
         [client.id, data.first_day],
     )
     return list(await cursor.fetchall())
 
 
+async def fill_window(ctx: WorkflowContext, client: Client, window: Any) -> int:
+    """Store the window's leads (PT3's selection) and commit; return how many it holds."""
+    conn = ctx.connection
+    await conn.execute(
+        """
+        INSERT INTO window_leads (window_id, cleaned_lead_id, email, segment)
+        SELECT w.id, c.id, c.email, c.segment
+          FROM renewal_windows w
+          JOIN cleaned_leads c ON c.client_id = w.client_id AND c.month = w.month
+                              AND c.window_index = w.window_index AND c.selected
+         WHERE w.id = %(w)s
+        ON CONFLICT (window_id, email) DO UPDATE SET cleaned_lead_id =
+            EXCLUDED.cleaned_lead_id, segment = EXCLUDED.segment
+        """,
+        {"w": window["id"]},
+    )
+    cursor = await conn.execute(
+        """
+        UPDATE renewal_windows
+           SET lead_count = (SELECT count(*) FROM window_leads WHERE window_id = %(w)s)
+         WHERE id = %(w)s
+        RETURNING lead_count
+        """,
+        {"w": window["id"]},
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    await ctx.commit()
+    return int(row["lead_count"])
+
+
 async def _pending(ctx: WorkflowContext, client: Client, window_id: int) -> list[Any]:
     cursor = await ctx.connection.execute(
         """
-        SELECT c.* FROM window_leads wl
+        SELECT c.greeting_name, c.last_name, c.email, c.date_of_birth, c.address_1, c.city,
+               c.state, c.zip, c.renewal_date, c.cell_phone, c.home_value,
+               c.readable_purchase_date, c.segment
+          FROM window_leads wl
           JOIN cleaned_leads c ON c.id = wl.cleaned_lead_id
          WHERE wl.window_id = %(w)s
            AND NOT EXISTS (SELECT 1 FROM uploaded_leads u
@@ -271,6 +297,7 @@ class WindowUpload:
     """One window's part of the upload: what is left to send, and what came of it."""
 
     window: Any
+    lead_count: int
     pending: list[Any]
     settled: dict[str, int]
     sent: int = 0
@@ -282,46 +309,63 @@ async def _upload_windows(
     ctx: WorkflowContext,
     client: Client,
     api: EmailBisonClient,
-    uploads: list[WindowUpload],
+    windows: list[Any],
     *,
+    load: Callable[[Any], Awaitable[WindowUpload]],
     concurrency: int,
     chunk_done: Callable[[int], Awaitable[None]],
     window_done: Callable[[WindowUpload], Awaitable[None]],
-) -> None:
+) -> list[WindowUpload]:
     """Send every window's pending leads in chunks, at most ``concurrency`` in flight.
 
-    The chunks of all windows form one stream, windows in order: the next window's first
-    chunks go out while the last ones of the previous window are in flight (draining at each
-    window's end left the provider's rate unused four times a month). Each chunk's answer is
-    recorded and committed by this (the main) task as it arrives, then ``chunk_done(leads)``
-    reports progress, and ``window_done`` runs once a window's last chunk is recorded. On an
-    error no chunk is started any more and the chunks in flight are let finish (their answers
-    reach the ledger, for the next attempt to record without a request); on cancellation they
-    are cancelled.
+    The chunks of all windows form one stream, windows in order: a window is loaded
+    (``load``: its pending leads, earlier attempts' calls settled) when the previous one's
+    last chunk has gone out, so its first chunks leave while those are in flight (draining at
+    each window's end, or loading all four first, left the provider's rate unused). Each
+    chunk's answer is recorded and committed by this (the main) task as it arrives, then
+    ``chunk_done(leads)`` reports progress, and ``window_done`` runs once a window's last chunk
+    is recorded. On an error no chunk is started any more and the chunks in flight are let
+    finish (their answers reach the ledger, for the next attempt to record without a
+    request); on cancellation they are cancelled. Returns the windows' uploads, in order.
     """
-    chunks: list[tuple[WindowUpload, list[Any]]] = []
-    for upload in uploads:
-        pending = upload.pending
-        for start in range(0, len(pending), MAX_LEADS_PER_REQUEST):
-            chunks.append((upload, pending[start : start + MAX_LEADS_PER_REQUEST]))
-            upload.chunks_left += 1
-    for upload in uploads:
-        if upload.chunks_left == 0:
-            await window_done(upload)
+    uploads: list[WindowUpload] = []
+    queued: deque[tuple[WindowUpload, list[Any]]] = deque()
     in_flight: dict[ChunkTask, tuple[WindowUpload, int]] = {}
-    following = 0
+
+    async def fill() -> None:
+        """Start chunks until ``concurrency`` are in flight (loading windows as needed)."""
+        while len(in_flight) < concurrency and (queued or len(uploads) < len(windows)):
+            if not queued:
+                upload = await load(windows[len(uploads)])
+                uploads.append(upload)
+                pending = upload.pending
+                for first in range(0, len(pending), MAX_LEADS_PER_REQUEST):
+                    queued.append((upload, pending[first : first + MAX_LEADS_PER_REQUEST]))
+                    upload.chunks_left += 1
+                if upload.chunks_left == 0:
+                    await window_done(upload)
+                continue
+            await ctx.check()
+            upload, rows = queued.popleft()
+            task = asyncio.create_task(_send_chunk(ctx, api, upload.window, rows))
+            in_flight[task] = (upload, len(rows))
+
     try:
-        while following < len(chunks) or in_flight:
-            while following < len(chunks) and len(in_flight) < concurrency:
-                await ctx.check()
-                upload, rows = chunks[following]
-                following += 1
-                task = asyncio.create_task(_send_chunk(ctx, api, upload.window, rows))
-                in_flight[task] = (upload, len(rows))
+        while True:
+            await fill()
+            if not in_flight:
+                return uploads
             finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            answers = []
             for task in sorted(finished, key=list(in_flight).index):
-                uploaded, rejected = task.result()  # a chunk's error ends the upload here
                 upload, leads = in_flight.pop(task)
+                # A chunk's error ends the upload here; the answers of the others are in the
+                # ledger, for the next attempt to record without a request.
+                answers.append((upload, leads, task.result()))
+            # The next chunks start (and queue for the rate limit) while these are recorded:
+            # a finished chunk is not in doubt any more, its answer is in the ledger.
+            await fill()
+            for upload, leads, (uploaded, rejected) in answers:
                 await _record(ctx, client, upload.window["id"], uploaded, rejected)
                 await ctx.commit()
                 upload.sent += len(uploaded)
@@ -406,11 +450,11 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     client = await get_client(ctx.connection, data.client)
     emailbison_key(client, ctx.settings)  # a missing key fails at once, before any work
     windows = await prepare_windows(ctx, client, data)
-    if not any(w["lead_count"] for w in windows):
+    if not any(w["expected"] for w in windows):
         raise PermanentError(
             f"no cleaned leads for client {client.name!r} month {data.month}: run PT2/PT3 first"
         )
-    total_leads = sum(int(w["lead_count"]) for w in windows)
+    total_leads = sum(int(w["expected"]) for w in windows)
     processed = 0
     await ctx.progress(0, total_leads, note="leads")
     earlier = [c for c in await ctx.external_calls(UPSERT_CALL) if c.run_id != ctx.run_id]
@@ -440,35 +484,36 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         await ctx.commit()
         done[upload.window["id"]] = dict(totals)
 
+    async def load(window: Any) -> WindowUpload:
+        nonlocal processed, total_leads
+        await ctx.check()
+        lead_count = await fill_window(ctx, client, window)
+        total_leads += lead_count - int(window["expected"])
+        pending = await _pending(ctx, client, window["id"])
+        processed += lead_count - len(pending)  # done by an earlier attempt
+        before = len(pending)
+        pending, settled = await _settle_earlier_calls(ctx, client, api, window, pending, earlier)
+        processed += before - len(pending)  # calls in doubt, settled just now
+        # Chunks in doubt sent again count as sent by this run.
+        return WindowUpload(
+            window,
+            lead_count,
+            pending,
+            settled,
+            sent=settled["resent_in_doubt"],
+            rejected=settled["rejected_in_doubt"],
+        )
+
     done: dict[int, dict[str, int]] = {}
-    uploads: list[WindowUpload] = []
     limit = emailbison_limit(ctx, client.emailbison_url)
     async with emailbison_api(client, ctx.settings, ctx.http_hooks, rate_limit=limit) as api:
         await api.ensure_custom_variables(CUSTOM_VARIABLES)
-        for window in windows:
-            await ctx.check()
-            pending = await _pending(ctx, client, window["id"])
-            processed += int(window["lead_count"]) - len(pending)  # done by an earlier attempt
-            before = len(pending)
-            pending, settled = await _settle_earlier_calls(
-                ctx, client, api, window, pending, earlier
-            )
-            processed += before - len(pending)  # calls in doubt, settled just now
-            # Chunks in doubt sent again count as sent by this run.
-            uploads.append(
-                WindowUpload(
-                    window,
-                    pending,
-                    settled,
-                    sent=settled["resent_in_doubt"],
-                    rejected=settled["rejected_in_doubt"],
-                )
-            )
-        await _upload_windows(
+        uploads = await _upload_windows(
             ctx,
             client,
             api,
-            uploads,
+            windows,
+            load=load,
             concurrency=concurrency,
             chunk_done=chunk_done,
             window_done=window_done,
@@ -476,7 +521,7 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     summary = [
         {
             "window": upload.window["list_name"],
-            "leads": upload.window["lead_count"],
+            "leads": upload.lead_count,
             "sent_this_run": upload.sent,
             "rejected_this_run": upload.rejected,
             **{k: v for k, v in upload.settled.items() if v and k != "rejected_in_doubt"},
