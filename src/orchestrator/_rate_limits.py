@@ -19,7 +19,9 @@ Batches. One process claims up to :data:`BATCH_SECONDS` worth of slots (never mo
 burst) in one round trip and hands them to its own waiters in order: at 100 grants a second
 that is one statement per ten grants, and since the slots are consecutive places in the
 shared queue a batch neither breaks the rate nor lets its holder jump ahead of others (it
-delays them by at most the batch's length). A slot not used in time is dropped, not hoarded.
+delays them by at most the batch's length). A slot not used in time is dropped, not hoarded,
+and a waiter that wakes more than an interval after its slot (its process starved of CPU)
+claims a new one rather than go late and bunch with the requests after it.
 
 429s. :meth:`RateLimit.throttled` records a provider's ``Retry-After`` on the row
 (``blocked_until``): no process gets a slot of that key before then, and slots restart at
@@ -133,6 +135,8 @@ class RateLimit:
         #: Grants handed out by this process, and seconds its waiters slept in total.
         self.grants = 0
         self.waited_s = 0.0
+        #: Slots given up because their waiter woke too late to use them.
+        self.late = 0
 
     def __repr__(self) -> str:
         return f"RateLimit({self.key!r}, rate={self.rate:g}, burst={self.burst:g})"
@@ -163,6 +167,12 @@ class RateLimit:
             delay = at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if time.monotonic() - at > 1.0 / self.rate:
+                # Woke more than an interval after the slot (the process was starved of CPU,
+                # or its event loop busy): going now would bunch with the slots after it, as
+                # the provider sees them. The slot is given up and a new one claimed.
+                self.late += 1
+                continue
             if self._blocked_until > time.monotonic():
                 continue  # this process saw a 429 while we slept: the slot is void
             if delay > RECHECK_AFTER_S and await self._blocked_for() > 0:

@@ -157,6 +157,22 @@ async def test_a_slot_held_before_a_block_is_given_up(database_url: str) -> None
         await second.close()
 
 
+async def test_a_waiter_that_wakes_late_claims_a_new_slot(database_url: str) -> None:
+    """A process starved past a slot does not use it late (it would bunch with the next)."""
+    orch = await _open(database_url)
+    try:
+        limit = orch.rate_limit(KEY + "/late", rate=10, burst=1)
+        await limit.acquire()  # the bucket is empty: the next slot is 100 ms away
+        waiting = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0.03)  # it holds that slot and sleeps
+        time.sleep(0.4)  # noqa: ASYNC251 - the event loop blocked past the slot, on purpose
+        await waiting
+        assert limit.late == 1  # the stale slot was given up, a new one granted
+        assert limit.grants == 2
+    finally:
+        await orch.close()
+
+
 async def test_waiters_are_served_oldest_first_across_clients(database_url: str) -> None:
     """A client with a long queue of requests does not starve one that comes later."""
     first, second = await _open(database_url), await _open(database_url)
