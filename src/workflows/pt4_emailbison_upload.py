@@ -492,6 +492,9 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         pending = await _pending(ctx, client, window["id"])
         processed += lead_count - len(pending)  # done by an earlier attempt
         before = len(pending)
+        # Leads carry custom variables: the workspace must have them before any upload (the
+        # first window is read while they are checked).
+        await variables
         pending, settled = await _settle_earlier_calls(ctx, client, api, window, pending, earlier)
         processed += before - len(pending)  # calls in doubt, settled just now
         # Chunks in doubt sent again count as sent by this run.
@@ -507,17 +510,22 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     done: dict[int, dict[str, int]] = {}
     limit = emailbison_limit(ctx, client.emailbison_url)
     async with emailbison_api(client, ctx.settings, ctx.http_hooks, rate_limit=limit) as api:
-        await api.ensure_custom_variables(CUSTOM_VARIABLES)
-        uploads = await _upload_windows(
-            ctx,
-            client,
-            api,
-            windows,
-            load=load,
-            concurrency=concurrency,
-            chunk_done=chunk_done,
-            window_done=window_done,
-        )
+        variables = asyncio.ensure_future(api.ensure_custom_variables(CUSTOM_VARIABLES))
+        try:
+            uploads = await _upload_windows(
+                ctx,
+                client,
+                api,
+                windows,
+                load=load,
+                concurrency=concurrency,
+                chunk_done=chunk_done,
+                window_done=window_done,
+            )
+        finally:
+            if not variables.done():
+                variables.cancel()
+                await asyncio.gather(variables, return_exceptions=True)
     summary = [
         {
             "window": upload.window["list_name"],
