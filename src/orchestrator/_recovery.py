@@ -218,8 +218,8 @@ async def requeue_orphans(
     could neither write its ``running`` row nor its end: its worker is alive and beating, so
     the stalled-worker sweep never takes it. The caller holds
     :meth:`~orchestrator._job_manager.GuardedJobManager.no_fetch_in_flight`: no fetch is in
-    flight.
-    A job whose attempt recorded an outcome is left to the sweep's reconcile, which applies it.
+    flight. A job whose attempt recorded an outcome is left to the sweep's reconcile, which
+    applies it.
     """
     cursor = await conn.execute(
         QUERIES["orphan_jobs"], {"worker_id": worker_id, "held": list(held)}
