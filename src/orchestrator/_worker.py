@@ -36,9 +36,10 @@ from collections.abc import Callable, Sequence
 import psycopg
 from procrastinate import exceptions as pexc
 from procrastinate.worker import Worker
-from psycopg.rows import DictRow
+from psycopg.rows import DictRow, dict_row
 
 from orchestrator import _recovery as recovery
+from orchestrator._changes import quiet_triggers
 from orchestrator._driver_errors import reason, translate
 from orchestrator._errors import DatabaseNotMigrated, OrchestratorError
 from orchestrator._orchestrator import Orchestrator
@@ -169,29 +170,53 @@ async def _keep_heartbeat(
     interval = settings.heartbeat_interval
     drain_limit = settings.shutdown_timeout + settings.stalled_after
     stopping_since: float | None = None
-    while True:
-        await asyncio.sleep(interval)
-        if stop_requested() or _procrastinate_stopping(worker):
-            stopping_since = stopping_since or time.monotonic()
-            if time.monotonic() - stopping_since > drain_limit:
-                logger.warning(
-                    "worker %s still draining after %.0f s; its heartbeat stops so that "
-                    "crash recovery can take its jobs",
-                    worker.worker_id,
-                    drain_limit,
-                    extra={"event": "worker.drain_overdue"},
-                )
-                return
-        worker_id = worker.worker_id
-        if worker_id is None:
-            continue
-        try:
-            async with orch.pool.connection(timeout=max(interval, 1.0)) as conn:
+    conn: psycopg.AsyncConnection[DictRow] | None = None
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            if stop_requested() or _procrastinate_stopping(worker):
+                stopping_since = stopping_since or time.monotonic()
+                if time.monotonic() - stopping_since > drain_limit:
+                    logger.warning(
+                        "worker %s still draining after %.0f s; its heartbeat stops so that "
+                        "crash recovery can take its jobs",
+                        worker.worker_id,
+                        drain_limit,
+                        extra={"event": "worker.drain_overdue"},
+                    )
+                    return
+            worker_id = worker.worker_id
+            if worker_id is None:
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = await _heartbeat_connection(orch)
                 await conn.execute(QUERIES["heartbeat"], {"worker_id": worker_id})
-                await conn.commit()
                 await _requeue_orphans(orch, worker, worker_id, conn)
-        except Exception as exc:
-            logger.debug("heartbeat of worker %s failed: %s", worker_id, orch.scrubber(str(exc)))
+            except Exception as exc:
+                logger.debug(
+                    "heartbeat of worker %s failed: %s", worker_id, orch.scrubber(str(exc))
+                )
+                if conn is not None:
+                    await conn.close()
+                    conn = None
+    finally:
+        if conn is not None:
+            await conn.close()
+
+
+async def _heartbeat_connection(orch: Orchestrator) -> psycopg.AsyncConnection[DictRow]:
+    """The heartbeat's own connection, outside the pool: jobs that hold every pooled
+    connection (a PT4's chunks write their ledger on pool connections) must not hold up the
+    beat that tells crash recovery this worker is alive."""
+    conn = await psycopg.AsyncConnection.connect(
+        orch.database_url,
+        row_factory=dict_row,
+        connect_timeout=int(orch.settings.connect_timeout),
+    )
+    await quiet_triggers(conn)  # the worker's own writes notify through its ChangeNotifier
+    await conn.set_autocommit(True)  # each beat its own transaction, never one left open
+    return conn
 
 
 async def _requeue_orphans(

@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import psycopg
 import pytest
 from pydantic import BaseModel
 
@@ -283,3 +284,30 @@ async def test_attempts_cut_off_by_a_server_restart_do_not_count(orch: Orchestra
     assert (await orch.recover()).requeued == [job_id]
     last = (await runs(orch, job_id))[-1]
     assert (last["status"], last["error"]["type"]) == ("abandoned", "ConnectionLost")
+
+
+async def test_the_heartbeat_does_not_queue_for_the_pool(
+    orch: Orchestrator, database_url: str
+) -> None:
+    """Jobs holding every pooled connection (a PT4's chunks write their ledger on pool
+    connections) must not silence the worker: crash recovery would take its jobs."""
+    async with running_worker(orch):
+
+        async def registered() -> bool:
+            return bool(await fetch(orch, "SELECT id FROM procrastinate_workers"))
+
+        await fix_db.wait_for(registered)
+        held = [await orch.pool.getconn() for _ in range(orch.pool.max_size)]
+        try:
+            await asyncio.sleep(3.0)  # six heartbeat intervals, past STALLED_AFTER (2 s)
+            async with await psycopg.AsyncConnection.connect(database_url) as other:
+                cursor = await other.execute(
+                    "SELECT EXTRACT(EPOCH FROM now() - max(last_heartbeat)) FROM"
+                    " procrastinate_workers"
+                )
+                row = await cursor.fetchone()
+        finally:
+            for conn in held:
+                await orch.pool.putconn(conn)
+    assert row is not None
+    assert float(row[0]) < 1.5, f"the worker was silent for {float(row[0]):.1f} s"
