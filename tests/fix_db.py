@@ -9,6 +9,7 @@ is migrated once per session; each test gets ``CREATE DATABASE ... TEMPLATE`` (f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -72,16 +73,14 @@ def template_database(server_url: str) -> Iterator[str]:
         )
 
 
-@pytest.fixture
-def database_url(server_url: str, template_database: str) -> Iterator[str]:
-    """A fresh, migrated database for this test only."""
-    name = f"orch_t_{uuid.uuid4().hex[:12]}"
-    _admin_execute(
-        server_url,
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_database)
-        ),
-    )
+@contextlib.contextmanager
+def _fresh_database(server_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A database created for one test (a copy of ``template``, or empty), dropped after."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
+    _admin_execute(server_url, create)
     try:
         yield with_database(server_url, name)
     finally:
@@ -89,6 +88,20 @@ def database_url(server_url: str, template_database: str) -> Iterator[str]:
             server_url,
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
         )
+
+
+@pytest.fixture
+def database_url(server_url: str, template_database: str) -> Iterator[str]:
+    """A fresh, migrated database for this test only."""
+    with _fresh_database(server_url, "orch_t", template_database) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A fresh database without any migration, for this test only."""
+    with _fresh_database(server_url, "orch_empty") as url:
+        yield url
 
 
 def settings_for_tests(**overrides: object) -> Settings:

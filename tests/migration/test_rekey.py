@@ -1,17 +1,12 @@
-"""Migration 0011 re-keys the stored dedupe keys (SHA-1 → SHA-256), ASCII and non-ASCII rows."""
+"""Migration 0013 re-keys the stored dedupe keys (SHA-1 → SHA-256), ASCII and non-ASCII rows."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Iterator
 
 import psycopg
-import pytest
 from alembic import command
-from psycopg import sql
 
-from orchestrator._database import with_database
 from orchestrator._migrate import alembic_config
 from workflows.formatting import dedupe_key
 
@@ -22,21 +17,8 @@ PEOPLE = [
 ]
 
 
-@pytest.fixture
-def url(server_url: str) -> Iterator[str]:
-    name = f"orch_rekey_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-def test_upgrade_recomputes_raw_and_cleaned_keys(url: str) -> None:
+def test_upgrade_recomputes_raw_and_cleaned_keys(empty_database_url: str) -> None:
+    url = empty_database_url
     command.upgrade(alembic_config(url), "0010_fencing_pipeline")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("INSERT INTO clients (id, name, tier) VALUES (1, 'Rekey Agency', 100)")

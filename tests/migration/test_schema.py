@@ -15,8 +15,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,9 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 from alembic.script import ScriptDirectory
-from psycopg import sql
 
-from orchestrator._database import with_database
 from orchestrator._migrate import alembic_config, current_revisions, head_revisions
 from orchestrator._procrastinate_schema import migration_files, read_sql, revision_id
 from tests.fix_db import subprocess_env
@@ -120,20 +116,6 @@ def describe_differences(reference: dict[str, set[Row]], migrated: dict[str, set
         for row in sorted(migrated[kind] - reference[kind], key=repr):
             lines.append(f"{kind}: only in our migrations: {row!r}")
     return "\n".join(lines)
-
-
-@pytest.fixture
-def empty_database_url(server_url: str) -> Iterator[str]:
-    name = f"orch_empty_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 # -- (1) applied migrations == reference schema -------------------------------------------
