@@ -7,6 +7,7 @@ exports are generated over these) and measures PT1 against the same plain-COPY b
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from psycopg.rows import DictRow
 
 from bench.harness import connect
 from workflows.clients import Client, ClientSpec, add_client
+from workflows.standins.synthetic import generate_exports
 
 STATES = ("TX", "OK", "NJ")
 ZIPS = tuple(
@@ -25,6 +27,32 @@ ZIPS = tuple(
 )
 #: A text staging table as wide as a Cole export (the plain-COPY baseline's target).
 STAGE_COLUMNS = ", ".join(f"c{i} text" for i in range(13))
+
+
+async def write_exports(
+    inbox: Path,
+    *,
+    client: str,
+    month: str,
+    rows: int,
+    seed: int,
+    messy: bool = False,
+    states: Sequence[str] = STATES,
+    zips: Sequence[str] = ZIPS,
+) -> list[Path]:
+    """A client's synthetic Cole exports for ``month`` in ``inbox`` (over the book's states
+    and ZIPs unless told otherwise), written in a thread; returns their paths."""
+    return await asyncio.to_thread(
+        generate_exports,
+        inbox,
+        client=client,
+        month=month,
+        states=states,
+        zips=zips,
+        rows=rows,
+        seed=seed,
+        messiness=messy,
+    )
 
 
 async def add_bench_client(

@@ -19,7 +19,6 @@ Figures, each beside what bounds it in the same run:
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import secrets
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bench.book import STATES, ZIPS, add_bench_client
+from bench.book import add_bench_client, write_exports
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
@@ -37,7 +36,6 @@ from orchestrator._settings import load_settings
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
 from workflows.schedules import month_chain_payload, month_dedupe_key
 from workflows.standins.emailbison_server import LocalEmailBison
-from workflows.standins.synthetic import generate_exports
 from workflows.windows import SCHEDULE_TIMEZONE, format_month, renewal_month_for_run
 
 FAMILY = "fleet"
@@ -160,17 +158,7 @@ async def run(bench: Bench) -> list[Result]:
     try:
         started = time.perf_counter()
         for index, (name, _tier, rows) in enumerate(plan):
-            await asyncio.to_thread(
-                generate_exports,
-                inbox,
-                client=name,
-                month=month,
-                states=STATES,
-                zips=ZIPS,
-                rows=rows,
-                seed=index,
-                messiness=False,
-            )
+            await write_exports(inbox, client=name, month=month, rows=rows, seed=index)
         progress(
             f"fleet: {clients} clients, {sum(r for _, _, r in plan):,} synthetic rows written "
             f"in {time.perf_counter() - started:.0f} s"

@@ -28,14 +28,13 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
-from bench.book import STATES, ZIPS, add_bench_client, copy_baseline
+from bench.book import add_bench_client, copy_baseline, write_exports
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
 from workflows.pt2_clay_format import clean_rows
-from workflows.standins.synthetic import generate_exports
 
 FAMILY = "ingest"
 CLIENT = "Ingest Bench Agency"
@@ -115,16 +114,8 @@ async def _measure(
     shutil.rmtree(inbox, ignore_errors=True)
     try:
         started = time.perf_counter()
-        files = await asyncio.to_thread(
-            generate_exports,
-            inbox,
-            client=CLIENT,
-            month=MONTH,
-            states=STATES,
-            zips=ZIPS,
-            rows=rows,
-            seed=11,
-            messiness=messy,
+        files = await write_exports(
+            inbox, client=CLIENT, month=MONTH, rows=rows, seed=11, messy=messy
         )
         progress(
             f"ingest: {rows:,} rows in {len(files)} files (messy={messy}) written in "

@@ -21,14 +21,13 @@ uploads are all that is measured; PT2 runs on raw rows PT1 loaded from synthetic
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import secrets
 import shutil
 import time
 from typing import Any
 
-from bench.book import add_bench_client
+from bench.book import add_bench_client, write_exports
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
@@ -39,7 +38,6 @@ from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
 from workflows.settings import PipelineSettings
 from workflows.standins.debounce_server import LocalDebounce
 from workflows.standins.emailbison_server import LocalEmailBison, RequestRecord
-from workflows.standins.synthetic import generate_exports
 
 FAMILY = "limits"
 #: PT4's chunks in flight unless configured (ORCHESTRATOR_EMAILBISON_CONCURRENCY).
@@ -308,16 +306,8 @@ async def _debounce(bench: Bench, url: str) -> list[Result]:
     debounce = LocalDebounce(key, latency=LATENCY, rate_limit_per_second=DEBOUNCE_RATE)
     debounce.start()
     try:
-        await asyncio.to_thread(
-            generate_exports,
-            inbox,
-            client="D0",
-            month=MONTH,
-            states=STATES,
-            zips=ZIPS,
-            rows=rows,
-            seed=7,
-            messiness=False,
+        await write_exports(
+            inbox, client="D0", month=MONTH, rows=rows, seed=7, states=STATES, zips=ZIPS
         )
         orch = Orchestrator(load_settings(), database_url=url)
         await orch.open()

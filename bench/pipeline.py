@@ -17,7 +17,6 @@ come from each step's agent_runs duration. Baselines, measured in the same run:
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import secrets
 import shutil
@@ -28,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from psycopg.rows import dict_row
 
-from bench.book import STATES, ZIPS, add_bench_client, copy_baseline
+from bench.book import add_bench_client, copy_baseline, write_exports
 from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
@@ -39,7 +38,6 @@ from workflows.pt2_clay_format import Counts, clean_row
 from workflows.pt4_emailbison_upload import CUSTOM_VARIABLES
 from workflows.schedules import month_chain_payload, month_dedupe_key
 from workflows.standins.emailbison_server import LocalEmailBison
-from workflows.standins.synthetic import generate_exports
 from workflows.windows import SCHEDULE_TIMEZONE, format_month, renewal_month_for_run
 
 FAMILY = "pipeline"
@@ -151,17 +149,7 @@ async def run(bench: Bench) -> list[Result]:
     inbox = DATA_DIR / f"inbox-{bench.run_id}"
     shutil.rmtree(inbox, ignore_errors=True)
     try:
-        files = await asyncio.to_thread(
-            generate_exports,
-            inbox,
-            client=CLIENT,
-            month=month,
-            states=STATES,
-            zips=ZIPS,
-            rows=rows,
-            seed=4,
-            messiness=False,
-        )
+        files = await write_exports(inbox, client=CLIENT, month=month, rows=rows, seed=4)
         progress(f"pipeline: {rows:,} synthetic rows in {len(files)} files, month {month}")
         async with bench.database("pipeline") as url:
             wall, runs = await _run_month(bench, url, inbox, month, tier)
