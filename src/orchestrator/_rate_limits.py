@@ -167,10 +167,9 @@ class RateLimit:
             delay = at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            if time.monotonic() - at > 1.0 / self.rate:
-                # Woke more than an interval after the slot (the process was starved of CPU,
-                # or its event loop busy): going now would bunch with the slots after it, as
-                # the provider sees them. The slot is given up and a new one claimed.
+            if self._expired(at, time.monotonic()):
+                # Woke too late for the slot (the process was starved of CPU, or its event
+                # loop busy): the slot is given up and a new one claimed.
                 self.late += 1
                 continue
             if self._blocked_until > time.monotonic():
@@ -199,11 +198,15 @@ class RateLimit:
         self._blocked_until = max(self._blocked_until, time.monotonic() + blocked)
         return blocked
 
+    def _expired(self, slot: float, now: float) -> bool:
+        """Whether ``slot`` passed more than an interval ago: a request going now would
+        bunch with the slots after it, closer together than the rate allows, as the
+        provider sees them."""
+        return slot < now - 1.0 / self.rate
+
     async def _next_slot(self) -> float:
         now = time.monotonic()
-        # A slot whose time passed more than an interval ago is dropped: using it now would
-        # put two requests closer together than the rate allows.
-        while self._slots and self._slots[0] < now - 1.0 / self.rate:
+        while self._slots and self._expired(self._slots[0], now):  # not used in time
             self._slots.popleft()
         if not self._slots:
             await self._claim()
