@@ -28,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.book import add_bench_client, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
+from bench.harness import DATA_DIR, Bench, connect, progress, start_standin, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -154,7 +154,7 @@ async def run(bench: Bench) -> list[Result]:
     inbox = DATA_DIR / f"fleet-inbox-{bench.run_id}"
     shutil.rmtree(inbox, ignore_errors=True)
     bison = LocalEmailBison()
-    bison.start()
+    start_standin(bison)
     try:
         started = time.perf_counter()
         for index, (name, _tier, rows) in enumerate(plan):

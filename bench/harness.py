@@ -37,6 +37,7 @@ from psycopg import sql
 from orchestrator._database import embedded_server_url, with_database
 from orchestrator._migrate import alembic_config, upgrade
 from orchestrator._redaction import redact_url
+from workflows.standins.loopback import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / ".orchestrator" / "bench"
@@ -88,6 +89,24 @@ _STARTED = time.monotonic()
 def progress(text: str) -> None:
     """One line on stderr, with the seconds since the run started."""
     print(f"bench [{time.monotonic() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+
+#: The stand-ins' niceness in benchmarks (:attr:`LoopbackServer.serve_nice`): a provider
+#: answers from a machine of its own, not from the cores the workers keep busy.
+STANDIN_NICE = -10
+
+
+def start_standin(server: LoopbackServer) -> str:
+    """Start a stand-in at :data:`STANDIN_NICE`; says so when the machine refuses it."""
+    server.serve_nice = STANDIN_NICE
+    url = server.start()
+    if not server.nice_applied:
+        progress(
+            f"{type(server).__name__}: its priority could not be raised (that takes root or"
+            " CAP_SYS_NICE); under full load it reads requests late, in bunches, and may"
+            " refuse them for arriving together"
+        )
+    return url
 
 
 # -- databases -----------------------------------------------------------------------------

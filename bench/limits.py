@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from bench.book import add_bench_client, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
+from bench.harness import DATA_DIR, Bench, connect, progress, start_standin, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -116,7 +116,7 @@ async def _upload(
     """``clients`` clients with ``leads`` each, one workspace each on one stand-in; their
     PT4s enqueued together and run by ``processes`` worker processes."""
     bison = LocalEmailBison(latency=LATENCY, rate_limit_per_second=BISON_RATE)
-    base_url = bison.start()
+    base_url = start_standin(bison)
     keys: dict[str, str] = {}
     names: dict[str, str] = {}  # key -> client name
     try:
@@ -304,7 +304,7 @@ async def _debounce(bench: Bench, url: str) -> list[Result]:
     shutil.rmtree(inbox, ignore_errors=True)
     key = secrets.token_hex(12)
     debounce = LocalDebounce(key, latency=LATENCY, rate_limit_per_second=DEBOUNCE_RATE)
-    debounce.start()
+    start_standin(debounce)
     try:
         await write_exports(
             inbox, client="D0", month=MONTH, rows=rows, seed=7, states=STATES, zips=ZIPS

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from psycopg.rows import dict_row
 
 from bench.book import add_bench_client, copy_baseline, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
+from bench.harness import DATA_DIR, Bench, connect, progress, start_standin, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -53,7 +53,7 @@ async def _run_month(
     """Wall time of the chained month and each step's agent_runs row (by workflow)."""
     api_key = secrets.token_hex(16)
     bison = LocalEmailBison()
-    base_url = bison.start()
+    base_url = start_standin(bison)
     try:
         bison.add_workspace(api_key)
         for name in CUSTOM_VARIABLES:

@@ -287,6 +287,16 @@ class LocalEmailBison(LoopbackServer):
 
     # -- answering (called from the handler threads) ---------------------------------------
 
+    def _arrived(self) -> tuple[float, float | None]:
+        """A request's line and headers are in: when (``time.time()``), and the rate limit's
+        ``Retry-After`` if it is refused. Taken before the body is read and parsed, which cost
+        this process milliseconds a request (more when its CPU is short): a provider counts a
+        request when it arrives, not when it has got round to reading it."""
+        received_at = time.time()
+        with self._lock:
+            retry_after = None if self._bucket is None else self._bucket.take()
+        return received_at, retry_after
+
     def _answer(
         self,
         method: str,
@@ -294,14 +304,18 @@ class LocalEmailBison(LoopbackServer):
         raw: bytes,
         authorization: str | None,
         run_header: str | None = None,
+        *,
+        arrival: tuple[float, float | None],
     ) -> tuple[_Answer, RequestRecord]:
-        received_at = time.time()
+        received_at, retry_after = arrival
         split = urlsplit(target)
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
             body = _MALFORMED
-        answer = self._injected(split.path) or self._api_answer(method, split, body, authorization)
+        answer = self._injected(split.path, retry_after) or self._api_answer(
+            method, split, body, authorization
+        )
         emails, name = _request_detail(split.path, body)
         record = RequestRecord(
             method,
@@ -331,9 +345,8 @@ class LocalEmailBison(LoopbackServer):
             self._stopping.wait(late.seconds)
         return answer, record
 
-    def _injected(self, path: str) -> _Answer | None:
+    def _injected(self, path: str, retry_after: float | None) -> _Answer | None:
         with self._lock:
-            retry_after = None if self._bucket is None else self._bucket.take()
             delay = self._slow_seconds
         if retry_after is not None:
             return _json_answer(429, {"message": "Too Many Attempts."}, retry_after=retry_after)
@@ -417,6 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "LocalEmailBison/1.0"
 
     def _serve(self) -> None:
+        arrival = self.bison._arrived()
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
         answer, record = self.bison._answer(
@@ -425,6 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
             raw,
             self.headers.get("Authorization"),
             self.headers.get("X-Orchestrator-Run"),
+            arrival=arrival,
         )
         try:
             self.send_response(answer.status)

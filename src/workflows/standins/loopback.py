@@ -9,6 +9,7 @@ only, like the stand-ins.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,9 +60,17 @@ class LoopbackServer:
 
     #: The serving thread's name (shown in thread dumps).
     thread_name = "local-standin"
+    #: A niceness for the serving thread and the request threads it starts (Linux sets it per
+    #: thread), or ``None`` to leave it. A benchmark whose workers keep every core busy sets a
+    #: negative one: the stand-in plays a provider on a machine of its own, and starved of CPU
+    #: it would read requests late and in bunches, and refuse them for arriving together.
+    serve_nice: int | None = None
 
     def __init__(self, port: int = 0) -> None:
         self._port = port
+        #: Whether :attr:`serve_nice` took effect (``None`` when not asked; ``False`` when
+        #: refused: raising a thread's priority takes root or ``CAP_SYS_NICE``).
+        self.nice_applied: bool | None = None
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -87,14 +96,26 @@ class LoopbackServer:
         server = _Server((HOST, self._port), self.handler_class())
         self._server = server
         self._url = self.url_for(HOST, int(server.server_address[1]))
+        niced = threading.Event()
         self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            target=self._serve_forever,
+            args=(server, niced),
             name=self.thread_name,
             daemon=True,
         )
         self._thread.start()
+        niced.wait()
         return self._url
+
+    def _serve_forever(self, server: _Server, niced: threading.Event) -> None:
+        if self.serve_nice is not None:
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.serve_nice)
+                self.nice_applied = True
+            except OSError:
+                self.nice_applied = False
+        niced.set()
+        server.serve_forever(poll_interval=0.05)
 
     def stop(self) -> None:
         """Stop serving and close the socket; waits for requests in flight. Idempotent."""

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -419,3 +423,61 @@ async def test_api_key_never_leaks(
     assert API_KEY not in caplog.text
     assert "a-wrong-secret-key" not in caplog.text
     assert API_KEY not in repr(bison.requests)
+
+
+def test_the_stand_in_counts_a_request_as_it_arrives_not_once_its_body_is_read(
+    bison: LocalEmailBison,
+) -> None:
+    """A provider counts a request when it arrives. The first request's headers are in, its
+    body is still on the way when a second, complete request arrives: at one request a
+    second, the first holds the token and the second is the one refused."""
+    campaign_id = bison.add_campaign(API_KEY, "Evergreen")
+    bison.rate_limit_per_second = 1
+    body = b'{"leads": []}'
+    answers: list[bytes] = []
+    with socket.create_connection(_address(bison), timeout=10) as first:
+        first.sendall(
+            b"POST /api/leads/multiple HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + API_KEY.encode() + b"\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        deadline = time.monotonic() + 5
+        while not _token_taken(bison) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = httpx.get(
+            f"{bison.base_url.rstrip('/')}/api/campaigns/{campaign_id}",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        reader = threading.Thread(target=lambda: answers.append(first.recv(65536)))
+        reader.start()
+        first.sendall(body)
+        reader.join(10)
+    assert second.status_code == 429
+    assert answers and answers[0].split(b" ", 2)[1] != b"429"
+
+
+def _address(bison: LocalEmailBison) -> tuple[str, int]:
+    split = urlsplit(bison.base_url)
+    assert split.hostname is not None and split.port is not None
+    return split.hostname, split.port
+
+
+def _token_taken(bison: LocalEmailBison) -> bool:
+    bucket = bison._bucket
+    return bucket is not None and bucket._tokens < 1.0
+
+
+def test_a_stand_in_can_serve_at_another_priority() -> None:
+    """Benchmarks raise a stand-in's priority. Lowering it (a positive niceness) is open to
+    anyone, so this checks that the serving thread gets the niceness it was given."""
+    server = LocalEmailBison()
+    server.serve_nice = 5
+    server.start()
+    try:
+        assert server.nice_applied is True
+        thread = server._thread
+        assert thread is not None and thread.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, thread.native_id) == 5
+    finally:
+        server.stop()
