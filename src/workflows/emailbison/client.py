@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
+import orjson
 from pydantic import ValidationError
 
 from workflows._http import (
@@ -271,7 +272,15 @@ class EmailBisonClient:
         attempt = 0
         # Built (the body serialised) before the rate limit's grant, not after: 500 leads take
         # milliseconds to encode, which would otherwise stand between the grant and the send.
-        request = self._http.build_request(method, path, json=json, params=params)
+        # orjson, not httpx's json.dumps: a 500-lead body took 8.5 ms to encode and its answer
+        # 5.7 ms to decode with the standard library (0.6 and 3.1 ms with orjson), a third of
+        # a PT4 worker's CPU at 20 uploads a second.
+        if json is None:
+            request = self._http.build_request(method, path, params=params)
+        else:
+            request = self._http.build_request(
+                method, path, content=orjson.dumps(json), headers=_JSON_BODY, params=params
+            )
         while True:
             if self._limiter is not None:
                 await self._limiter.acquire()
@@ -325,7 +334,7 @@ class EmailBisonClient:
             if status == 204:
                 return None
             try:
-                body = response.json()
+                body = orjson.loads(response.content)
             except ValueError:
                 quoted = excerpt(response.text, [self._api_key])
                 raise EmailBisonRetryableError(
@@ -362,10 +371,13 @@ class EmailBisonClient:
         raise EmailBisonPermanentError(message, **context)
 
 
+_JSON_BODY = {"Content-Type": "application/json"}
+
+
 def _laravel_errors(response: httpx.Response, secret: str) -> dict[str, list[str]]:
     """The ``errors`` map of a Laravel 422 body (``secret`` redacted); empty if malformed."""
     try:
-        body = response.json()
+        body = orjson.loads(response.content)
     except ValueError:
         return {}
     errors = body.get("errors") if isinstance(body, dict) else None
