@@ -157,18 +157,31 @@ async def test_a_slot_held_before_a_block_is_given_up(database_url: str) -> None
         await second.close()
 
 
-async def test_a_waiter_that_wakes_late_claims_a_new_slot(database_url: str) -> None:
-    """A process starved past a slot does not use it late (it would bunch with the next)."""
+async def test_waiters_that_wake_late_keep_their_slots_and_go_one_by_one(
+    database_url: str,
+) -> None:
+    """A process starved past its slots uses them, paced one interval apart: no slot is
+    wasted (giving them up starved a busy process of grants) and none bunches with the next."""
     orch = await _open(database_url)
     try:
         limit = orch.rate_limit(KEY + "/late", rate=10, burst=1)
-        await limit.acquire()  # the bucket is empty: the next slot is 100 ms away
-        waiting = asyncio.create_task(limit.acquire())
-        await asyncio.sleep(0.03)  # it holds that slot and sleeps
-        time.sleep(0.4)  # noqa: ASYNC251 - the event loop blocked past the slot, on purpose
-        await waiting
-        assert limit.late == 1  # the stale slot was given up, a new one granted
-        assert limit.grants == 2
+        await limit.acquire()  # the bucket is empty: the next slots are 100 and 200 ms away
+        went: list[float] = []
+
+        async def one() -> None:
+            await limit.acquire()
+            went.append(time.monotonic())
+
+        waiting = [asyncio.create_task(one()), asyncio.create_task(one())]
+        await asyncio.sleep(0.03)  # both hold a slot and sleep
+        time.sleep(0.5)  # noqa: ASYNC251 - the event loop blocked past both slots, on purpose
+        woke = time.monotonic()
+        await asyncio.gather(*waiting)
+        assert limit.late == 2
+        assert limit.grants == limit.claimed == 3  # no slot given up, none claimed again
+        first, second = sorted(went)
+        assert second - first >= 0.1 - 0.005  # one interval apart, not together
+        assert first - woke < 0.1  # the first went at once: its slot had passed
     finally:
         await orch.close()
 
