@@ -21,12 +21,13 @@ that is one statement per ten grants, and since the slots are consecutive places
 shared queue a batch neither breaks the rate nor lets its holder jump ahead of others (it
 delays them by at most the batch's length). A slot nobody in the process took in time is
 dropped, not hoarded. A waiter that wakes more than an interval after its own slot (its
-process starved of CPU, its event loop busy) keeps the slot but goes no sooner than one
-interval after the process's previous request: late waiters leave one by one instead of in a
-bunch, and none gives its slot up. (Giving late slots up, as an earlier version did, wasted
-them: with the event loop busy 60 ms in every 100, 16 waiters got 13.6 grants a second out of
-20, and 5.8 when busy 300 ms in every 400.) A process's requests thus lag its slots by at most
-its waiters' count of intervals.
+process starved of CPU, its event loop busy) keeps the slot if it passed less than
+:data:`KEEP_LATE_S` ago, but goes no sooner than one interval after the process's previous
+request: late waiters leave one by one instead of in a bunch. (Giving every late slot up, as
+an earlier version did, wasted them: with the event loop busy 60 ms in every 100, 16 waiters
+got 13.6 grants a second out of 20, and 5.8 when busy 300 ms in every 400.) A slot passed by
+more than that is given up and a new one claimed: a request going so late would add to the
+provider's next second rather than its own.
 
 429s. :meth:`RateLimit.throttled` records a provider's ``Retry-After`` on the row
 (``blocked_until``): no process gets a slot of that key before then, and slots restart at
@@ -69,6 +70,8 @@ SQL = named_blocks("rate_limits.sql")
 BATCH_SECONDS = 0.1
 #: A waiter that slept longer than this for its slot checks that no 429 blocked the key since.
 RECHECK_AFTER_S = 0.5
+#: A waiter that wakes this many seconds or more after its slot gives the slot up.
+KEEP_LATE_S = 0.5
 #: Longest key accepted (the column's check).
 MAX_KEY_LENGTH = 300
 
@@ -142,6 +145,8 @@ class RateLimit:
         self.waited_s = 0.0
         #: Grants whose waiter woke more than an interval after its slot (then paced).
         self.late = 0
+        #: Slots given up because their waiter woke :data:`KEEP_LATE_S` or more after them.
+        self.expired = 0
         #: Slots claimed from the shared row.
         self.claimed = 0
         self._last_go = -math.inf  # monotonic time this process's last grant went
@@ -181,6 +186,9 @@ class RateLimit:
             if delay > RECHECK_AFTER_S and await self._blocked_for() > 0:
                 continue
             now = time.monotonic()
+            if now - at >= KEEP_LATE_S:
+                self.expired += 1
+                continue
             if self._expired(at, now):
                 # Woke after its slot (the process starved of CPU, or its event loop busy):
                 # paced behind the process's previous grant rather than sent with it.

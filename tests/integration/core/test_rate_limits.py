@@ -16,6 +16,7 @@ import time
 import pytest
 
 from orchestrator import Orchestrator, RateLimit
+from orchestrator._rate_limits import KEEP_LATE_S
 from tests.fix_db import registry_for_tests, settings_for_tests, subprocess_env
 
 KEY = "emailbison:http://127.0.0.1:9"
@@ -182,6 +183,22 @@ async def test_waiters_that_wake_late_keep_their_slots_and_go_one_by_one(
         first, second = sorted(went)
         assert second - first >= 0.1 - 0.005  # one interval apart, not together
         assert first - woke < 0.1  # the first went at once: its slot had passed
+    finally:
+        await orch.close()
+
+
+async def test_a_waiter_that_wakes_much_too_late_gives_its_slot_up(database_url: str) -> None:
+    """A slot passed by more than KEEP_LATE_S is not used: a new one is claimed."""
+    orch = await _open(database_url)
+    try:
+        limit = orch.rate_limit(KEY + "/expired", rate=10, burst=1)
+        await limit.acquire()  # the bucket is empty: the next slot is 100 ms away
+        waiting = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0.03)  # it holds that slot and sleeps
+        time.sleep(0.1 + KEEP_LATE_S)  # noqa: ASYNC251 - blocked far past the slot, on purpose
+        await waiting
+        assert limit.expired == 1
+        assert limit.grants == 2 and limit.claimed == 3
     finally:
         await orch.close()
 
