@@ -70,7 +70,8 @@ SQL = named_blocks("rate_limits.sql")
 BATCH_SECONDS = 0.1
 #: A waiter that slept longer than this for its slot checks that no 429 blocked the key since.
 RECHECK_AFTER_S = 0.5
-#: A waiter that wakes this many seconds or more after its slot gives the slot up.
+#: A waiter that wakes this many seconds or more after its slot gives the slot up (or one
+#: interval, at rates under two a second: a slot is never given up for less).
 KEEP_LATE_S = 0.5
 #: Longest key accepted (the column's check).
 MAX_KEY_LENGTH = 300
@@ -186,7 +187,7 @@ class RateLimit:
             if delay > RECHECK_AFTER_S and await self._blocked_for() > 0:
                 continue
             now = time.monotonic()
-            if now - at >= KEEP_LATE_S:
+            if now - at >= max(KEEP_LATE_S, 1.0 / self.rate):
                 self.expired += 1
                 continue
             if self._expired(at, now):

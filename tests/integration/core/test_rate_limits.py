@@ -203,6 +203,22 @@ async def test_a_waiter_that_wakes_much_too_late_gives_its_slot_up(database_url:
         await orch.close()
 
 
+async def test_at_a_slow_rate_a_slot_is_kept_for_up_to_an_interval(database_url: str) -> None:
+    """At one request a second, waking 0.7 s after the slot is within an interval: it goes."""
+    orch = await _open(database_url)
+    try:
+        limit = orch.rate_limit(KEY + "/slow", rate=1, burst=1)
+        await limit.acquire()  # the bucket is empty: the next slot is a second away
+        waiting = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0.03)
+        time.sleep(1.7)  # noqa: ASYNC251 - blocked 0.7 s past the slot, on purpose
+        await waiting
+        assert limit.expired == 0
+        assert limit.grants == limit.claimed == 2
+    finally:
+        await orch.close()
+
+
 async def test_waiters_are_served_oldest_first_across_clients(database_url: str) -> None:
     """A client with a long queue of requests does not starve one that comes later."""
     first, second = await _open(database_url), await _open(database_url)
