@@ -187,36 +187,34 @@ async def test_waiters_that_wake_late_keep_their_slots_and_go_one_by_one(
         await orch.close()
 
 
-async def test_a_waiter_that_wakes_much_too_late_gives_its_slot_up(database_url: str) -> None:
-    """A slot passed by more than KEEP_LATE_S is not used: a new one is claimed."""
+async def _wake_late(database_url: str, key: str, rate: float, late_by: float) -> RateLimit:
+    """Take the bucket's only token, then let a second waiter hold the next slot while the
+    event loop is blocked until ``late_by`` seconds after that slot; the limit after it."""
     orch = await _open(database_url)
     try:
-        limit = orch.rate_limit(KEY + "/expired", rate=10, burst=1)
-        await limit.acquire()  # the bucket is empty: the next slot is 100 ms away
+        limit = orch.rate_limit(key, rate=rate, burst=1)
+        await limit.acquire()  # the bucket is empty: the next slot is an interval away
         waiting = asyncio.create_task(limit.acquire())
         await asyncio.sleep(0.03)  # it holds that slot and sleeps
-        time.sleep(0.1 + KEEP_LATE_S)  # noqa: ASYNC251 - blocked far past the slot, on purpose
+        time.sleep(1.0 / rate - 0.03 + late_by)  # noqa: ASYNC251 - blocked on purpose
         await waiting
-        assert limit.expired == 1
-        assert limit.grants == 2 and limit.claimed == 3
+        return limit
     finally:
         await orch.close()
+
+
+async def test_a_waiter_that_wakes_much_too_late_gives_its_slot_up(database_url: str) -> None:
+    """A slot passed by more than KEEP_LATE_S is not used: a new one is claimed."""
+    limit = await _wake_late(database_url, KEY + "/expired", rate=10, late_by=KEEP_LATE_S + 0.1)
+    assert limit.expired == 1
+    assert limit.grants == 2 and limit.claimed == 3
 
 
 async def test_at_a_slow_rate_a_slot_is_kept_for_up_to_an_interval(database_url: str) -> None:
     """At one request a second, waking 0.7 s after the slot is within an interval: it goes."""
-    orch = await _open(database_url)
-    try:
-        limit = orch.rate_limit(KEY + "/slow", rate=1, burst=1)
-        await limit.acquire()  # the bucket is empty: the next slot is a second away
-        waiting = asyncio.create_task(limit.acquire())
-        await asyncio.sleep(0.03)
-        time.sleep(1.7)  # noqa: ASYNC251 - blocked 0.7 s past the slot, on purpose
-        await waiting
-        assert limit.expired == 0
-        assert limit.grants == limit.claimed == 2
-    finally:
-        await orch.close()
+    limit = await _wake_late(database_url, KEY + "/slow", rate=1, late_by=0.7)
+    assert limit.expired == 0
+    assert limit.grants == limit.claimed == 2
 
 
 async def test_waiters_are_served_oldest_first_across_clients(database_url: str) -> None:
