@@ -19,11 +19,12 @@ Batches. One process claims up to :data:`BATCH_SECONDS` worth of slots (never mo
 burst) in one round trip and hands them to its own waiters in order: at 100 grants a second
 that is one statement per ten grants, and since the slots are consecutive places in the
 shared queue a batch neither breaks the rate nor lets its holder jump ahead of others (it
-delays them by at most the batch's length). A slot nobody in the process took in time is
-dropped, not hoarded. A waiter that wakes more than an interval after its own slot (its
-process starved of CPU, its event loop busy) keeps the slot if it passed less than
-:data:`KEEP_LATE_S` ago, but goes no sooner than one interval after the process's previous
-request: late waiters leave one by one instead of in a bunch. (Giving every late slot up, as
+delays them by at most the batch's length). One rule decides when a slot is too old to use,
+whether it still waits in the batch or its waiter slept past it: :data:`KEEP_LATE_S` (or one
+interval, at rates under two a second). A waiter that wakes more than an interval after its
+slot (its process starved of CPU, its event loop busy) but within that keeps the slot, and
+goes no sooner than one interval after the process's previous request: late waiters leave
+one by one instead of in a bunch. (Giving every late slot up, as
 an earlier version did, wasted them: with the event loop busy 60 ms in every 100, 16 waiters
 got 13.6 grants a second out of 20, and 5.8 when busy 300 ms in every 400.) A slot passed by
 more than that is given up and a new one claimed: a request going so late would add to the
@@ -187,10 +188,10 @@ class RateLimit:
             if delay > RECHECK_AFTER_S and await self._blocked_for() > 0:
                 continue
             now = time.monotonic()
-            if now - at >= max(KEEP_LATE_S, 1.0 / self.rate):
+            if self._expired(at, now):
                 self.expired += 1
                 continue
-            if self._expired(at, now):
+            if now - at > 1.0 / self.rate:
                 # Woke after its slot (the process starved of CPU, or its event loop busy):
                 # paced behind the process's previous grant rather than sent with it.
                 self.late += 1
@@ -223,14 +224,14 @@ class RateLimit:
         return blocked
 
     def _expired(self, slot: float, now: float) -> bool:
-        """Whether ``slot`` passed more than an interval ago: a request going now would
-        bunch with the slots after it, closer together than the rate allows, as the
-        provider sees them."""
-        return slot < now - 1.0 / self.rate
+        """Whether ``slot`` passed too long ago to be used (:data:`KEEP_LATE_S`, or one
+        interval at rates under two a second): a request going now would add to the
+        provider's next second rather than its own."""
+        return now - slot >= max(KEEP_LATE_S, 1.0 / self.rate)
 
     async def _next_slot(self) -> float:
         now = time.monotonic()
-        while self._slots and self._expired(self._slots[0], now):  # not used in time
+        while self._slots and self._expired(self._slots[0], now):  # too old to use
             self._slots.popleft()
         if not self._slots:
             await self._claim()
