@@ -28,7 +28,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bench.book import add_bench_client, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, start_standin, wait_until
+from bench.harness import (
+    DATA_DIR,
+    Bench,
+    polling_connection,
+    progress,
+    start_standin,
+    wait_until,
+)
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -64,25 +71,25 @@ def key_env(index: int) -> str:
 
 
 async def _pt4_runs(url: str) -> list[dict[str, Any]]:
-    async with await connect(url) as conn:
-        cursor = await conn.execute(
-            """
-            SELECT workflow, status::text, input ->> 'client', finished_at, output,
-                   error ->> 'message'
-              FROM agent_runs WHERE status <> 'running' ORDER BY id
-            """
-        )
-        return [
-            {
-                "workflow": row[0],
-                "status": row[1],
-                "client": row[2],
-                "finished_at": row[3],
-                "output": row[4],
-                "error": row[5],
-            }
-            for row in await cursor.fetchall()
-        ]
+    conn = await polling_connection(url)
+    cursor = await conn.execute(
+        """
+        SELECT workflow, status::text, input ->> 'client', finished_at, output,
+               error ->> 'message'
+          FROM agent_runs WHERE status <> 'running' ORDER BY id
+        """
+    )
+    return [
+        {
+            "workflow": row[0],
+            "status": row[1],
+            "client": row[2],
+            "finished_at": row[3],
+            "output": row[4],
+            "error": row[5],
+        }
+        for row in await cursor.fetchall()
+    ]
 
 
 async def _run_fleet(

@@ -29,7 +29,7 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from bench.book import add_bench_client, copy_baseline, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, wait_until
+from bench.harness import DATA_DIR, Bench, connect, polling_connection, progress, wait_until
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -75,17 +75,17 @@ async def _run_steps(url: str, inbox: Path, steps: tuple[str, ...]) -> dict[str,
 
 
 async def _runs(url: str) -> dict[str, Any]:
-    async with await connect(url) as conn:
-        cursor = await conn.execute(
-            """
-            SELECT workflow, status::text, extract(epoch FROM finished_at - started_at), output
-              FROM agent_runs WHERE status <> 'running' ORDER BY id
-            """
-        )
-        return {
-            row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3]}
-            for row in await cursor.fetchall()
-        }
+    conn = await polling_connection(url)
+    cursor = await conn.execute(
+        """
+        SELECT workflow, status::text, extract(epoch FROM finished_at - started_at), output
+          FROM agent_runs WHERE status <> 'running' ORDER BY id
+        """
+    )
+    return {
+        row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3]}
+        for row in await cursor.fetchall()
+    }
 
 
 async def _rules_baseline(url: str) -> float:

@@ -28,7 +28,15 @@ import time
 from typing import Any
 
 from bench.book import add_bench_client, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, start_standin, wait_until
+from bench.harness import (
+    DATA_DIR,
+    Bench,
+    connect,
+    polling_connection,
+    progress,
+    start_standin,
+    wait_until,
+)
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -96,18 +104,18 @@ async def _seed(url: str, client_id: int, prefix: str, leads: int) -> None:
 
 
 async def _pt4_runs(url: str) -> dict[str, dict[str, Any]]:
-    async with await connect(url) as conn:
-        cursor = await conn.execute(
-            """
-            SELECT input ->> 'client', status::text,
-                   extract(epoch FROM finished_at - started_at), output, error ->> 'message'
-              FROM agent_runs WHERE workflow = 'pt4' AND status <> 'running' ORDER BY id
-            """
-        )
-        return {
-            row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3], "error": row[4]}
-            for row in await cursor.fetchall()
-        }
+    conn = await polling_connection(url)
+    cursor = await conn.execute(
+        """
+        SELECT input ->> 'client', status::text,
+               extract(epoch FROM finished_at - started_at), output, error ->> 'message'
+          FROM agent_runs WHERE workflow = 'pt4' AND status <> 'running' ORDER BY id
+        """
+    )
+    return {
+        row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3], "error": row[4]}
+        for row in await cursor.fetchall()
+    }
 
 
 async def _upload(
@@ -328,11 +336,11 @@ async def _debounce(bench: Bench, url: str) -> list[Result]:
 
                     async def done(job: int = job, workflow: str = workflow) -> bool:
                         procs.check_alive()
-                        async with await connect(url) as conn:
-                            cursor = await conn.execute(
-                                "SELECT status::text FROM procrastinate_jobs WHERE id = %s", [job]
-                            )
-                            row = await cursor.fetchone()
+                        conn = await polling_connection(url)
+                        cursor = await conn.execute(
+                            "SELECT status::text FROM procrastinate_jobs WHERE id = %s", [job]
+                        )
+                        row = await cursor.fetchone()
                         if row and row[0] in ("failed", "cancelled", "aborted"):
                             raise RuntimeError(f"bench: {workflow} job {job} {row[0]}")
                         return bool(row and row[0] == "succeeded")

@@ -28,7 +28,15 @@ from zoneinfo import ZoneInfo
 from psycopg.rows import dict_row
 
 from bench.book import add_bench_client, copy_baseline, write_exports
-from bench.harness import DATA_DIR, Bench, connect, progress, start_standin, wait_until
+from bench.harness import (
+    DATA_DIR,
+    Bench,
+    connect,
+    polling_connection,
+    progress,
+    start_standin,
+    wait_until,
+)
 from bench.processes import Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
@@ -101,18 +109,18 @@ async def _run_month(
 
 
 async def _runs(url: str) -> dict[str, Any]:
-    async with await connect(url) as conn:
-        cursor = await conn.execute(
-            """
-            SELECT workflow, status::text, extract(epoch FROM finished_at - started_at),
-                   output, error ->> 'message'
-              FROM agent_runs WHERE status <> 'running' ORDER BY id
-            """
-        )
-        return {
-            row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3], "error": row[4]}
-            for row in await cursor.fetchall()
-        }
+    conn = await polling_connection(url)
+    cursor = await conn.execute(
+        """
+        SELECT workflow, status::text, extract(epoch FROM finished_at - started_at),
+               output, error ->> 'message'
+          FROM agent_runs WHERE status <> 'running' ORDER BY id
+        """
+    )
+    return {
+        row[0]: {"status": row[1], "seconds": float(row[2]), "output": row[3], "error": row[4]}
+        for row in await cursor.fetchall()
+    }
 
 
 async def _rules_baseline(url: str, month: str) -> tuple[int, float]:

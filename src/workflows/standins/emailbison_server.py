@@ -47,7 +47,6 @@ Run it standalone for the demo::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import threading
@@ -59,6 +58,8 @@ from http.server import BaseHTTPRequestHandler
 from types import FrameType
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+import orjson
 
 from workflows.standins._emailbison_api import ApiRequest, LocalApi, Workspace
 from workflows.standins.loopback import LoopbackServer, ProviderBucket
@@ -310,7 +311,7 @@ class LocalEmailBison(LoopbackServer):
         received_at, retry_after = arrival
         split = urlsplit(target)
         try:
-            body = json.loads(raw) if raw.strip() else None
+            body = orjson.loads(raw) if raw.strip() else None
         except ValueError:
             body = _MALFORMED
         answer = self._injected(split.path, retry_after) or self._api_answer(
@@ -409,7 +410,7 @@ _MALFORMED = object()
 
 
 def _json_answer(status: int, payload: object, retry_after: float | None = None) -> _Answer:
-    return _Answer(status, json.dumps(payload).encode(), retry_after=retry_after)
+    return _Answer(status, orjson.dumps(payload), retry_after=retry_after)
 
 
 def _fault_answer(fault: _Fault) -> _Answer:
