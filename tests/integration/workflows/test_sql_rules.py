@@ -420,11 +420,14 @@ def test_pt2_rules_query_agrees_with_the_python_rules(
 def test_pt1_zip_and_dedupe_key_agree_with_the_python_rules(
     conn: psycopg.Connection[dict[str, Any]],
 ) -> None:
+    # The key's two layers as PT1's insert has them: ZIP and words first, then the key.
     query = f"""
-        SELECT {pt1_cole_pull._ZIP5} AS zip5, {pt1_cole_pull._KEY} AS key,
-               {pt1_cole_pull._NON_ASCII} AS python
-          FROM (SELECT %s::text AS first_name, %s::text AS last_name,
-                       %s::text AS address_1, %s::text AS zip) s
+        SELECT zip5, {pt1_cole_pull._KEY} AS key, python
+          FROM (SELECT zip, {pt1_cole_pull._ZIP5} AS zip5, {pt1_cole_pull._WORDS} AS words,
+                       {pt1_cole_pull._NON_ASCII} AS python
+                  FROM (SELECT %s::text AS first_name, %s::text AS last_name,
+                               %s::text AS address_1, %s::text AS zip) s
+                OFFSET 0) layered
     """  # noqa: S608 - the module's constants
 
     @EXAMPLES
