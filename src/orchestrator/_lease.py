@@ -101,6 +101,15 @@ class Lease:
             f"the lease of run {self.run_id} kept running out before a request could leave"
         )
 
+    async def confirm_window(self) -> None:
+        """After a wait that followed :meth:`confirm` (a request spaced by its rate limit):
+        return at once while that answer's time window lasts, else check again. The request
+        still leaves only inside a window the database gave."""
+        self._raise_if_fenced()
+        if time.monotonic() < self._valid_until:
+            return
+        await self.confirm()
+
     async def _check(self) -> None:
         sent = time.monotonic()
         async with self.pool.connection() as conn:

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from orchestrator import SEND_GATE, RateLimit
+
 #: httpx ``event_hooks``: the workflow context's (``ctx.http_hooks``) check the attempt's lease
 #: before every request, so a fenced attempt sends nothing.
 EventHooks = Mapping[str, list[Callable[..., Any]]]
@@ -114,6 +116,19 @@ class Pacer(Protocol):
     async def throttled(self, retry_after: float) -> float:
         """The provider answered 429: hold every request back for ``retry_after`` seconds."""
         ...
+
+
+def send_gate(pacer: Pacer | None) -> dict[str, Any]:
+    """The request ``extensions`` that have the worker's request hook (``ctx.http_hooks``)
+    space a request on ``pacer`` as it leaves, after its lease check: a shared
+    :class:`orchestrator.RateLimit` only (see :meth:`~orchestrator.RateLimit.before_send`).
+
+    >>> send_gate(None)
+    {}
+    """
+    if isinstance(pacer, RateLimit):
+        return {SEND_GATE: pacer.before_send}
+    return {}
 
 
 def instance_origin(url: str) -> str:

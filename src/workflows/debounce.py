@@ -44,6 +44,7 @@ from workflows._http import (
     is_retryable_status,
     parse_retry_after,
     redact_url_in_logs,
+    send_gate,
 )
 
 __all__ = [
@@ -211,7 +212,9 @@ class DebounceClient:
             await self._limit.acquire()
         try:
             response = await self._http.get(
-                self._url, params={"api": self._api_key, "email": email}
+                self._url,
+                params={"api": self._api_key, "email": email},
+                extensions=send_gate(self._limit),
             )
         except httpx.TimeoutException as exc:
             return DebounceRetryableError(f"GET {path}: no answer in time ({type(exc).__name__})")

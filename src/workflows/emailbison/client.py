@@ -43,6 +43,7 @@ from workflows._http import (
     excerpt,
     is_retryable_status,
     parse_retry_after,
+    send_gate,
 )
 from workflows.emailbison.errors import (
     EmailBisonAuthError,
@@ -290,6 +291,7 @@ class EmailBisonClient:
         while True:
             if self._limiter is not None:
                 await self._limiter.acquire()
+                request.extensions.update(send_gate(self._limiter))
             try:
                 response = await self._http.send(request)
             except httpx.TimeoutException as exc:

@@ -290,6 +290,26 @@ async def test_a_lease_checked_before_a_pause_is_checked_again(
         await lease.confirm()
 
 
+async def test_a_request_spaced_after_its_check_leaves_only_inside_the_window(
+    orch: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request held by its rate limit after the lease check (confirm_window) goes on that
+    check while its window lasts, and asks the database again once the wait outlasted it."""
+    run_id = await _run_row(orch, heartbeat_age=0)
+    lease = Lease(orch.pool, run_id, stalled_after=5.0)
+    await lease.confirm()
+    await lease.confirm_window()
+    assert lease.checks == 1  # inside the window: no round trip
+    await execute(orch, "UPDATE agent_runs SET status = 'abandoned', finished_at = now()")
+    import time
+
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real() + 60.0)
+    with pytest.raises(FencedAttempt):
+        await lease.confirm_window()
+    assert lease.checks == 2  # past the window it asked the database, which fenced it
+
+
 async def test_concurrent_checks_share_one_round_trip(orch: Orchestrator) -> None:
     lease = Lease(orch.pool, await _run_row(orch, heartbeat_age=None), stalled_after=5.0)
     await asyncio.gather(*(lease.confirm() for _ in range(8)))

@@ -7,6 +7,7 @@ taken), with tolerance for a loaded machine; no assertion needs a grant to be fa
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
@@ -247,6 +248,32 @@ async def test_waiters_are_served_oldest_first_across_clients(database_url: str)
     finally:
         await first.close()
         await second.close()
+
+
+async def test_requests_that_bunch_after_their_grants_leave_spaced(database_url: str) -> None:
+    """Requests granted apart but held up on the way (a slow lease check, a busy event loop)
+    reach before_send together: they leave one interval apart, after a burst's worth."""
+    orch = await _open(database_url)
+    try:
+        limit = orch.rate_limit(KEY + "/send", rate=10, burst=2)
+        went: list[float] = []
+
+        async def send() -> None:
+            await limit.before_send()
+            went.append(time.monotonic())
+
+        started = time.monotonic()
+        await asyncio.gather(*(send() for _ in range(5)))
+        went.sort()
+        assert went[1] - started < 0.05  # the burst of two goes at once
+        gaps = [b - a for a, b in itertools.pairwise(went[1:])]
+        assert all(gap >= 0.1 - 0.01 for gap in gaps), gaps  # then one interval apart
+        assert limit.spaced == 3
+        # A request keeping the pace is not held back.
+        await asyncio.sleep(0.35)
+        assert await limit.before_send() == 0.0
+    finally:
+        await orch.close()
 
 
 async def test_bad_settings_are_refused(orch: Orchestrator) -> None:

@@ -101,6 +101,9 @@ async def test_two_clients_on_one_instance_upload_side_by_side(
     [limit] = await orch.rate_limits()
     assert limit.key == emailbison_key(bison.url) and limit.rate == rate
     assert limit.granted >= len(bison.server.requests) - 2  # custom-variable calls included
+    # Every request went through the worker's request hook to be spaced as it left.
+    handle = orch.rate_limit(limit.key, rate=rate)
+    assert handle.sent == handle.grants == len(bison.server.requests)
 
 
 async def test_a_chunk_failing_while_others_are_in_flight_resumes_without_duplicates(
