@@ -13,7 +13,6 @@ what this module exports::
     notice                                                a command's one-line note on stderr
     ExternalCall            a recorded non-idempotent external call (intent, outcome)
     RateLimit, RateLimitState  a limit shared by every worker (ctx.rate_limit), its state
-    SEND_GATE               the request extension that spaces a request on its limit as it leaves
     Schedule, ScheduleContext                             for calendar starts
     Settings, load_settings, Duration, RunStatus, JobCounts, QueueStatus
     resolve_database_url, with_database, migrate          the database outside a job
@@ -63,7 +62,7 @@ from orchestrator._log import notice
 from orchestrator._orchestrator import Orchestrator
 from orchestrator._preflight import CheckContext, Submission
 from orchestrator._queries import load_queries
-from orchestrator._rate_limits import SEND_GATE, RateLimit, RateLimitState
+from orchestrator._rate_limits import RateLimit, RateLimitState
 from orchestrator._redaction import register_secret
 from orchestrator._registry import Registry, Workflow, describe_validation_error
 from orchestrator._retry import RetryPolicy
@@ -72,7 +71,6 @@ from orchestrator._settings import Duration, Settings, load_settings
 from orchestrator._status import JobCounts, QueueStatus, RunStatus
 
 __all__ = [
-    "SEND_GATE",
     "ActionRefused",
     "ActionResult",
     "Alert",

@@ -42,7 +42,7 @@ from psycopg.rows import DictRow
 from orchestrator._errors import FencedAttempt, WorkerStopping
 from orchestrator._external_calls import CallHandle, CallLedger, ExternalCall
 from orchestrator._lease import Lease
-from orchestrator._rate_limits import SEND_GATE, RateLimit, rate_limit
+from orchestrator._rate_limits import RateLimit, rate_limit
 from orchestrator._settings import Settings
 
 EnqueueInTransaction = Callable[..., Awaitable[int]]
@@ -112,8 +112,9 @@ class WorkflowContext:
     def http_hooks(self) -> dict[str, list[HttpHook]]:
         """httpx ``event_hooks`` that check the lease before every request (a fenced attempt
         sends nothing) and name the attempt in an ``X-Orchestrator-Run`` header. A request
-        whose ``extensions`` hold :data:`SEND_GATE` (a shared limit's ``before_send``) is
-        spaced by it after the lease check, the last step before it leaves::
+        whose ``extensions`` hold :attr:`RateLimit.SEND_GATE` (a shared limit's
+        ``before_send``) is spaced by it after the lease check, the last step before it
+        leaves::
 
             httpx.AsyncClient(event_hooks=ctx.http_hooks)
         """
@@ -123,7 +124,7 @@ class WorkflowContext:
         # The lease only: a stopping worker lets the step in hand finish its requests (its
         # completion message included); steps end at commit() and check().
         await self._lease.confirm()
-        gate = request.extensions.get(SEND_GATE)
+        gate = request.extensions.get(RateLimit.SEND_GATE)
         if gate is not None:
             # Spaced on its rate limit as it leaves, once the lease check (a round trip whose
             # time varies under load) is behind it; the wait may outlast the check's window.

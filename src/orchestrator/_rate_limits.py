@@ -34,8 +34,8 @@ Sending. A grant is when a request may go, but the lease check and the event loo
 between it and the wire. The worker's request hook (``ctx.http_hooks``) therefore passes each
 request, once its lease is checked, through :meth:`RateLimit.before_send`: a bucket of the
 process with the key's rate and burst, which lets requests that keep the pace go at once and
-spaces those that bunched on the way (a client asks for it with the :data:`SEND_GATE`
-request extension).
+spaces those that bunched on the way (a client asks for it with the
+:attr:`RateLimit.SEND_GATE` request extension).
 
 429s. :meth:`RateLimit.throttled` records a provider's ``Retry-After`` on the row
 (``blocked_until``): no process gets a slot of that key before then, and slots restart at
@@ -83,9 +83,6 @@ RECHECK_AFTER_S = 0.5
 KEEP_LATE_S = 0.5
 #: Longest key accepted (the column's check).
 MAX_KEY_LENGTH = 300
-#: The ``httpx.Request.extensions`` key under which a client hands the request's
-#: :meth:`RateLimit.before_send` to the worker's request hook (``ctx.http_hooks``).
-SEND_GATE = "orchestrator.send_gate"
 
 
 def plan_slots(tat_s: float, start_s: float, n: int, rate: float, burst: float) -> list[float]:
@@ -139,6 +136,10 @@ class RateLimit:
     handed out in the order the tasks asked. Get one with ``ctx.rate_limit(key, ...)``, which
     returns the same handle for the same key in one process.
     """
+
+    #: The ``httpx.Request.extensions`` key under which a client hands the request's
+    #: :meth:`before_send` to the worker's request hook (``ctx.http_hooks``).
+    SEND_GATE = "orchestrator.send_gate"
 
     def __init__(self, pool: Pool, key: str, *, rate: float, burst: float = 1.0) -> None:
         check_limit(key, rate, burst)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from orchestrator import SEND_GATE, RateLimit
+from orchestrator import RateLimit
 
 #: httpx ``event_hooks``: the workflow context's (``ctx.http_hooks``) check the attempt's lease
 #: before every request, so a fenced attempt sends nothing.
@@ -127,7 +127,7 @@ def send_gate(pacer: Pacer | None) -> dict[str, Any]:
     {}
     """
     if isinstance(pacer, RateLimit):
-        return {SEND_GATE: pacer.before_send}
+        return {RateLimit.SEND_GATE: pacer.before_send}
     return {}
 
 
