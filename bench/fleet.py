@@ -36,7 +36,7 @@ from bench.harness import (
     start_standin,
     wait_until,
 )
-from bench.processes import Processes, orchestrator_worker, worker_env
+from bench.processes import Processes, orchestrator_worker, server_cpu_seconds, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
@@ -93,8 +93,13 @@ async def _pt4_runs(url: str) -> list[dict[str, Any]]:
 
 
 async def _run_fleet(
-    url: str, inbox: Path, month: str, plan: list[tuple[str, int, int]], bison: LocalEmailBison
-) -> tuple[float, datetime.datetime, list[dict[str, Any]]]:
+    bench: Bench,
+    url: str,
+    inbox: Path,
+    month: str,
+    plan: list[tuple[str, int, int]],
+    bison: LocalEmailBison,
+) -> tuple[float, datetime.datetime, list[dict[str, Any]], dict[str, float | None]]:
     keys = {key_env(i): secrets.token_hex(16) for i in range(len(plan))}
     for key in keys.values():
         bison.add_workspace(key)
@@ -124,6 +129,7 @@ async def _run_fleet(
             procs.start(orchestrator_worker(processes=WORKER_PROCESSES), env, "fleet")
             started_at = datetime.datetime.now(datetime.UTC)
             started = time.perf_counter()
+            cpu_before = (procs.cpu_seconds(), server_cpu_seconds(bench), time.process_time())
             for name, _tier, _rows in plan:
                 await orch.enqueue_workflow(
                     "pt1",
@@ -147,9 +153,28 @@ async def _run_fleet(
 
             await wait_until(finished, timeout=3600, interval=0.5, what="the fleet month")
             wall = time.perf_counter() - started
+            cpu = _cpu_split(cpu_before, procs, bench)
+            progress(
+                f"fleet: CPU over the {wall:.0f} s month (2 cores: {2 * wall:.0f} s): "
+                + ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items() if v is not None)
+            )
     finally:
         await orch.close()
-    return wall, started_at, runs
+    return wall, started_at, runs, cpu
+
+
+def _cpu_split(
+    before: tuple[float, float | None, float], procs: Processes, bench: Bench
+) -> dict[str, float | None]:
+    """CPU seconds since ``before`` of the workers, PostgreSQL (embedded server only) and
+    this process, which serves the stand-in: where a CPU-bound month's time goes."""
+    workers, server, here = before
+    server_now = server_cpu_seconds(bench)
+    return {
+        "workers": procs.cpu_seconds() - workers,
+        "PostgreSQL": None if server is None or server_now is None else server_now - server,
+        "the bench and stand-in": time.process_time() - here,
+    }
 
 
 async def run(bench: Bench) -> list[Result]:
@@ -173,13 +198,13 @@ async def run(bench: Bench) -> list[Result]:
         bison.slow_seconds = LATENCY_S
         bison.rate_limit_per_second = RATE_LIMIT
         async with bench.database("fleet") as url:
-            wall, started_at, runs = await _run_fleet(url, inbox, month, plan, bison)
+            wall, started_at, runs, cpu = await _run_fleet(bench, url, inbox, month, plan, bison)
         answered = [r for r in bison.requests if r.status != 429]
         refused = bison.request_count(status=429)
     finally:
         bison.stop()
         shutil.rmtree(inbox, ignore_errors=True)
-    return _results(plan, wall, started_at, runs, len(answered), refused)
+    return _results(plan, wall, started_at, runs, len(answered), refused, cpu)
 
 
 def _results(
@@ -189,6 +214,7 @@ def _results(
     runs: list[dict[str, Any]],
     answered: int,
     refused: int,
+    cpu: dict[str, float | None],
 ) -> list[Result]:
     rows = sum(r for _, _, r in plan)
     uploads = [r for r in runs if r["workflow"] == "pt4"]
@@ -208,7 +234,7 @@ def _results(
             baseline=imposed,
             baseline_name=f"{answered:,} requests at the shared {RATE_LIMIT:g} req/s",
             goal=Goal(1.15, at_least=False, on_ratio=True),
-            extra={"leads": leads, "requests": answered, "finish_s": finish},
+            extra={"leads": leads, "requests": answered, "finish_s": finish, "cpu_s": cpu},
         ),
         Result(
             FAMILY,
