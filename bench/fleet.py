@@ -36,7 +36,7 @@ from bench.harness import (
     start_standin,
     wait_until,
 )
-from bench.processes import Processes, orchestrator_worker, server_cpu_seconds, worker_env
+from bench.processes import CpuClock, Processes, orchestrator_worker, worker_env
 from bench.report import Goal, Result
 from orchestrator import Orchestrator
 from orchestrator._settings import load_settings
@@ -129,7 +129,7 @@ async def _run_fleet(
             procs.start(orchestrator_worker(processes=WORKER_PROCESSES), env, "fleet")
             started_at = datetime.datetime.now(datetime.UTC)
             started = time.perf_counter()
-            cpu_before = (procs.cpu_seconds(), server_cpu_seconds(bench), time.process_time())
+            clock = CpuClock(procs, bench)
             for name, _tier, _rows in plan:
                 await orch.enqueue_workflow(
                     "pt1",
@@ -153,7 +153,12 @@ async def _run_fleet(
 
             await wait_until(finished, timeout=3600, interval=0.5, what="the fleet month")
             wall = time.perf_counter() - started
-            cpu = _cpu_split(cpu_before, procs, bench)
+            spent = clock.spent()
+            cpu = {
+                "workers": spent.workers,
+                "PostgreSQL": spent.server,
+                "the bench and stand-in": spent.this_process,
+            }
             progress(
                 f"fleet: CPU over the {wall:.0f} s month (2 cores: {2 * wall:.0f} s): "
                 + ", ".join(f"{k} {v:.0f} s" for k, v in cpu.items() if v is not None)
@@ -161,20 +166,6 @@ async def _run_fleet(
     finally:
         await orch.close()
     return wall, started_at, runs, cpu
-
-
-def _cpu_split(
-    before: tuple[float, float | None, float], procs: Processes, bench: Bench
-) -> dict[str, float | None]:
-    """CPU seconds since ``before`` of the workers, PostgreSQL (embedded server only) and
-    this process, which serves the stand-in: where a CPU-bound month's time goes."""
-    workers, server, here = before
-    server_now = server_cpu_seconds(bench)
-    return {
-        "workers": procs.cpu_seconds() - workers,
-        "PostgreSQL": None if server is None or server_now is None else server_now - server,
-        "the bench and stand-in": time.process_time() - here,
-    }
 
 
 async def run(bench: Bench) -> list[Result]:

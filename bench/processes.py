@@ -14,7 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import DATA_DIR, LOG_DIR, ROOT, Bench, fetch_value, wait_until
@@ -119,6 +121,35 @@ def server_cpu_seconds(bench: Bench) -> float | None:
     if not Path(f"/proc/{postmaster}").exists():
         return None
     return tree_cpu_seconds([postmaster])
+
+
+class CpuClock:
+    """CPU seconds spent since it was made by a measurement's worker processes, the embedded
+    PostgreSQL (``None`` for another server) and this process, which serves the stand-ins."""
+
+    def __init__(self, procs: Processes, bench: Bench) -> None:
+        self._procs, self._bench = procs, bench
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, float | None, float]:
+        return self._procs.cpu_seconds(), server_cpu_seconds(self._bench), time.process_time()
+
+    def spent(self) -> CpuSpent:
+        (workers, server, here), (workers_now, server_now, here_now) = self._start, self._now()
+        return CpuSpent(
+            workers=workers_now - workers,
+            server=None if server is None or server_now is None else server_now - server,
+            this_process=here_now - here,
+        )
+
+
+@dataclass(frozen=True)
+class CpuSpent:
+    """CPU seconds of :class:`CpuClock`'s three parts."""
+
+    workers: float
+    server: float | None
+    this_process: float
 
 
 class Processes:

@@ -28,10 +28,10 @@ from datetime import datetime
 from bench import bare_app
 from bench.harness import Bench, connect, progress
 from bench.processes import (
+    CpuClock,
     Processes,
     bare_worker,
     orchestrator_worker,
-    server_cpu_seconds,
     wait_for_jobs,
     wait_for_workers,
     worker_env,
@@ -108,22 +108,19 @@ async def measure(bench: Bench, *, ours: bool, processes: int, jobs: int) -> Mea
                 procs.start(bare_worker(), env, f"tp_bare_{processes}_{n}")
         await wait_for_workers(url, processes, procs)
         await asyncio.sleep(0.5)  # start-up work (recovery sweep, periodic tasks) is not measured
-        worker_cpu, server_cpu = procs.cpu_seconds(), server_cpu_seconds(bench)
+        clock = CpuClock(procs, bench)
         if ours:
             await _enqueue_ours(url, jobs)
         else:
             await _enqueue_bare(url, jobs)
         task_name = "bench_noop" if ours else bare_app.NOOP
         await wait_for_jobs(url, task_name, procs, timeout=60 + jobs / 20, interval=0.05)
-        worker_cpu = procs.cpu_seconds() - worker_cpu
-        server_after = server_cpu_seconds(bench)
+        cpu = clock.spent()
         rate = await _rate(url, task_name, jobs)
     measured = Measured(
         rate=rate,
-        worker_cpu_ms=1000 * worker_cpu / jobs,
-        server_cpu_ms=None
-        if server_cpu is None or server_after is None
-        else 1000 * (server_after - server_cpu) / jobs,
+        worker_cpu_ms=1000 * cpu.workers / jobs,
+        server_cpu_ms=None if cpu.server is None else 1000 * cpu.server / jobs,
         load=os.getloadavg()[0],
     )
     server = "" if measured.server_cpu_ms is None else f", server CPU {measured.server_cpu_ms:.2f}"
