@@ -378,3 +378,24 @@ def unsafe_row_reason(original: str, greeting: str, last_name: str, address: str
     joined = f"concat_ws('|', {', '.join(v for _, v in fields)})"
     suspect = f"'(^|[|])[{ASCII_SPACE}]*[=+@-]|[\\x01-\\x1f\\x7f]'"
     return f"(CASE WHEN {joined} ~ {suspect} THEN coalesce({reasons}) END)"
+
+
+# -- PT4 ---------------------------------------------------------------------------------
+
+
+def iso_date(value: str) -> str:
+    """A ``date`` as ``datetime.date.isoformat()`` writes it, whatever the session's
+    ``DateStyle``."""
+    return f"to_char({value}, 'YYYY-MM-DD')"
+
+
+def whole_dollars(value: str) -> str:
+    """A ``numeric`` as ``f"{Decimal(value):.0f}"`` writes it: rounded half to even (SQL's
+    ``round`` rounds halves away from zero), and ``-0`` for -0.5 to just under 0 (no ``%``
+    signs: the result goes into queries with parameters)."""
+    return (
+        f"(CASE WHEN {value} < 0 AND {value} >= -0.5 THEN '-0'"
+        f" WHEN abs(mod({value}, 1)) = 0.5 AND mod(trunc({value}), 2) = 0"
+        f" THEN trunc({value})::text"
+        f" ELSE round({value})::text END)"
+    )

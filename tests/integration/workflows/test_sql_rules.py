@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import datetime
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
-from workflows import pt1_cole_pull, pt2_clay_format
+from workflows import pt1_cole_pull, pt2_clay_format, sql_rules
 from workflows.formatting import dedupe_key, normalize_zip, readable_date
 from workflows.windows import window_for_day
 
@@ -450,5 +451,30 @@ def test_pt1_zip_and_dedupe_key_agree_with_the_python_rules(
         assert found["zip5"] == normalize_zip(zip_code), cells
         zip5 = normalize_zip(zip_code)
         assert found["key"] == dedupe_key(first, last, address, zip5 or zip_code), cells
+
+    check()
+
+
+def test_pt4_renders_the_renewal_date_and_home_value_as_python_does(
+    conn: psycopg.Connection[dict[str, Any]],
+) -> None:
+    # What LeadIn's specification sends: date.isoformat() and f"{Decimal:.0f}" (half to even).
+    conn.execute("SET DateStyle = 'SQL, DMY'")  # the rendering must not follow the session's
+    query = f"""
+        SELECT {sql_rules.iso_date("d")} AS day, {sql_rules.whole_dollars("v")} AS dollars
+          FROM (SELECT %s::date AS d, %s::numeric(14, 2) AS v) s
+    """  # noqa: S608 - the module's expressions
+
+    @EXAMPLES
+    @given(
+        day=st.dates(min_value=datetime.date(1, 1, 1)),
+        value=st.one_of(
+            st.decimals(min_value=-(10**12) + 1, max_value=10**12 - 1, places=2),
+            st.sampled_from([Decimal(s) for s in ("0.5", "1.5", "2.5", "-0.5", "-1.5", "-0.4")]),
+        ),
+    )
+    def check(day: datetime.date, value: Decimal) -> None:
+        found = conn.execute(query, [day, value]).fetchone()
+        assert found == {"day": day.isoformat(), "dollars": f"{value:.0f}"}, (day, value)
 
     check()
