@@ -1,8 +1,10 @@
 """``python -m bench.bare_worker``: run the bare procrastinate App like ``orchestrator worker``.
 
 Same Worker options as :func:`orchestrator._worker.run_worker` (concurrency, polling intervals,
-heartbeat, graceful shutdown, LISTEN/NOTIFY) and the same logging set-up as the orchestrator's
-CLI, taken from the same ``ORCHESTRATOR_*`` settings. ::
+heartbeat, graceful shutdown, LISTEN/NOTIFY), the same logging set-up as the orchestrator's
+CLI, taken from the same ``ORCHESTRATOR_*`` settings, and the same garbage-collector tuning
+(:mod:`orchestrator._gc`), so that a ratio against it measures bookkeeping, not the
+collector. ::
 
     ORCHESTRATOR_DATABASE_URL=postgresql://... python -m bench.bare_worker --concurrency 4
 """
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from procrastinate.worker import Worker
 
 from bench.bare_app import make_app
+from orchestrator._gc import tune_for_worker
 from orchestrator._log import configure_logging
 from orchestrator._settings import Settings, load_settings
 
@@ -27,6 +30,7 @@ async def run_worker(database_url: str, settings: Settings, concurrency: int) ->
     """One worker with the options ``orchestrator worker`` uses, until SIGTERM/SIGINT."""
     bare = make_app(database_url, settings)
     async with bare.open_async():
+        tune_for_worker()  # as orchestrator worker does once it has started
         worker = Worker(
             app=bare,
             queues=None,

@@ -698,6 +698,7 @@ async def _starting(step: Callable[[], Awaitable[T]]) -> T:
 async def _worker(
     args: argparse.Namespace, settings: Settings, url: str, revisions: frozenset[str]
 ) -> int:
+    from orchestrator._gc import tune_for_worker
     from orchestrator._worker import run_worker
     from orchestrator._worker_banner import log_banner
 
@@ -715,6 +716,7 @@ async def _worker(
             embedded=settings.database_url is None,
             revisions=revisions,
         )
+        tune_for_worker()  # the worker's code is imported and its pools are open by now
         await run_worker(orch, concurrency=args.concurrency, queues=queues, name=name)
     finally:
         await orch.close()
