@@ -101,6 +101,8 @@ PENDING_COLUMNS = (
 PendingLead = tuple[str | None, ...]
 _EMAIL = 2
 """Where a pending lead's email is (its rows are tuples: they are read 10,000 a second)."""
+_READ_BATCH = 1_000
+"""Pending leads converted between two turns of the event loop."""
 
 
 def lead_for(row: PendingLead, list_name: str) -> dict[str, Any]:
@@ -215,7 +217,13 @@ async def _pending(ctx: WorkflowContext, client: Client, window_id: int) -> list
         """,  # noqa: S608 - the columns are constants of this module
         {"w": window_id, "c": client.id, "ws": client.emailbison_url},
     )
-    return list(await cursor.fetchall())
+    # Rows are converted as they are fetched: a window's 25,000 at once held the event loop
+    # (and the chunks waiting on it to send) for a tenth of a second.
+    rows: list[PendingLead] = []
+    while batch := await cursor.fetchmany(_READ_BATCH):
+        rows.extend(batch)
+        await asyncio.sleep(0)
+    return rows
 
 
 async def _record(
@@ -325,48 +333,79 @@ async def _upload_windows(
     windows: list[Any],
     *,
     load: Callable[[Any], Awaitable[WindowUpload]],
+    prefill: Callable[[Any], Awaitable[None]],
     concurrency: int,
     chunk_done: Callable[[int], Awaitable[None]],
     window_done: Callable[[WindowUpload], Awaitable[None]],
 ) -> list[WindowUpload]:
     """Send every window's pending leads in chunks, at most ``concurrency`` in flight.
 
-    The chunks of all windows form one stream, windows in order: a window is loaded
-    (``load``: its pending leads, earlier attempts' calls settled) when the previous one's
-    last chunk has gone out, so its first chunks leave while those are in flight (draining at
-    each window's end, or loading all four first, left the provider's rate unused). Each
-    chunk's answer is recorded and committed by this (the main) task as it arrives, then
-    ``chunk_done(leads)`` reports progress, and ``window_done`` runs once a window's last chunk
-    is recorded. On an error no chunk is started any more and the chunks in flight are let
-    finish (their answers reach the ledger, for the next attempt to record without a
-    request); on cancellation they are cancelled. Returns the windows' uploads, in order.
+    The chunks of all windows form one stream, windows in order. A chunk starts as soon as
+    another ends (from that chunk's completion, not from this task), so the database work of
+    this task — recording answers, storing a window's leads (``prefill``), reading them
+    (``load``: its pending leads, earlier attempts' calls settled) — never holds the stream up:
+    when it did, a window's start took longer than the sixteen chunks in flight last at the
+    provider's rate, and the rate went unused for up to half a second each time. The next
+    window is stored once the current one's chunks are flowing and read when fewer than
+    ``concurrency`` chunks are left to start. Each chunk's answer is recorded and committed by
+    this (the main) task as it arrives, then ``chunk_done(leads)`` reports progress, and
+    ``window_done`` runs once a window's last chunk is recorded. On an error (or once the
+    attempt is fenced or the worker stopping) no chunk is started any more and the chunks in
+    flight are let finish (their answers reach the ledger, for the next attempt to record
+    without a request); on cancellation they are cancelled. Returns the windows' uploads, in
+    order.
     """
     uploads: list[WindowUpload] = []
     queued: deque[tuple[WindowUpload, list[PendingLead]]] = deque()
-    in_flight: dict[ChunkTask, tuple[WindowUpload, int]] = {}
+    in_flight: dict[ChunkTask, tuple[WindowUpload, int]] = {}  # until recorded here
+    running = 0  # chunk tasks not yet ended
+    halted = False  # a chunk failed or was cancelled: start none any more
+    prefilled = 0  # windows[:prefilled] have had ``prefill``
 
-    async def fill() -> None:
-        """Start chunks until ``concurrency`` are in flight (loading windows as needed)."""
-        while len(in_flight) < concurrency and (queued or len(uploads) < len(windows)):
-            if not queued:
-                upload = await load(windows[len(uploads)])
-                uploads.append(upload)
-                pending = upload.pending
-                for first in range(0, len(pending), MAX_LEADS_PER_REQUEST):
-                    queued.append((upload, pending[first : first + MAX_LEADS_PER_REQUEST]))
-                    upload.chunks_left += 1
-                if upload.chunks_left == 0:
-                    await window_done(upload)
-                continue
-            await ctx.check()
+    def start_chunks() -> None:
+        """Start queued chunks while fewer than ``concurrency`` run (synchronous: it is
+        also called from a chunk's completion)."""
+        nonlocal running
+        while queued and running < concurrency and not (halted or ctx.stopping or ctx.fenced):
             upload, rows = queued.popleft()
             task = asyncio.create_task(_send_chunk(ctx, api, upload.window, rows))
+            task.add_done_callback(chunk_ended)
             in_flight[task] = (upload, len(rows))
+            running += 1
+
+    def chunk_ended(task: ChunkTask) -> None:
+        nonlocal running, halted
+        running -= 1
+        if task.cancelled() or task.exception() is not None:
+            halted = True
+        else:
+            start_chunks()
+
+    async def load_next() -> None:
+        upload = await load(windows[len(uploads)])
+        uploads.append(upload)
+        pending = upload.pending
+        for first in range(0, len(pending), MAX_LEADS_PER_REQUEST):
+            queued.append((upload, pending[first : first + MAX_LEADS_PER_REQUEST]))
+            upload.chunks_left += 1
+        if upload.chunks_left == 0:
+            await window_done(upload)
+        start_chunks()
 
     try:
         while True:
-            await fill()
+            if len(uploads) < len(windows) and len(queued) < concurrency and not halted:
+                await ctx.check()
+                await load_next()
+                continue
+            if prefilled <= len(uploads) < len(windows) and not halted:
+                prefilled = len(uploads) + 1
+                await prefill(windows[len(uploads)])
             if not in_flight:
+                if queued:  # nothing runs, yet chunks are left: stopping or fenced
+                    await ctx.check()
+                    start_chunks()
+                    continue
                 return uploads
             finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             answers = []
@@ -375,9 +414,6 @@ async def _upload_windows(
                 # A chunk's error ends the upload here; the answers of the others are in the
                 # ledger, for the next attempt to record without a request.
                 answers.append((upload, leads, task.result()))
-            # The next chunks start (and queue for the rate limit) while these are recorded:
-            # a finished chunk is not in doubt any more, its answer is in the ledger.
-            await fill()
             for upload, leads, (uploaded, rejected) in answers:
                 await _record(ctx, client, upload.window["id"], uploaded, rejected)
                 await ctx.commit()
@@ -388,9 +424,11 @@ async def _upload_windows(
                 if upload.chunks_left == 0:
                     await window_done(upload)
     except asyncio.CancelledError:
+        halted = True
         await _stop_in_flight(list(in_flight), cancel=True)
         raise
     except BaseException:
+        halted = True
         await _stop_in_flight(list(in_flight), cancel=False)
         raise
 
@@ -497,11 +535,20 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
         await ctx.commit()
         done[upload.window["id"]] = dict(totals)
 
-    async def load(window: Any) -> WindowUpload:
-        nonlocal processed, total_leads
+    lead_counts: dict[int, int] = {}  # window id -> leads stored, once filled
+
+    async def prefill(window: Any) -> None:
+        nonlocal total_leads
         await ctx.check()
-        lead_count = await fill_window(ctx, client, window)
-        total_leads += lead_count - int(window["expected"])
+        lead_counts[window["id"]] = await fill_window(ctx, client, window)
+        total_leads += lead_counts[window["id"]] - int(window["expected"])
+
+    async def load(window: Any) -> WindowUpload:
+        nonlocal processed
+        if window["id"] not in lead_counts:
+            await prefill(window)
+        await ctx.check()
+        lead_count = lead_counts[window["id"]]
         pending = await _pending(ctx, client, window["id"])
         processed += lead_count - len(pending)  # done by an earlier attempt
         before = len(pending)
@@ -531,6 +578,7 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
                 api,
                 windows,
                 load=load,
+                prefill=prefill,
                 concurrency=concurrency,
                 chunk_done=chunk_done,
                 window_done=window_done,

@@ -379,18 +379,20 @@ async def test_retry_resumes_mid_month_without_duplicate_uploads(
     def upserts(records: list[RequestRecord]) -> list[int]:
         return sorted(r.status for r in records if r.path == UPSERT)
 
-    # attempt 1: the chunks of all windows (600, 400, 300, 700 leads: six chunks) are in
-    # flight together; the third to arrive gets the 500, the others are answered
-    assert upserts(attempt1) == [200] * 5 + [500]
+    # attempt 1: chunks of the windows (600, 400, 300, 700 leads: six chunks) go out together;
+    # the one after the second answer gets the 500, and no chunk starts after it
+    statuses = upserts(attempt1)
+    assert statuses.count(500) == 1 and statuses.count(200) >= 2, statuses
     [failed] = [r for r in attempt1 if r.path == UPSERT and r.status == 500]
-    # attempt 2: variables listed (all exist), then only the failed chunk's leads, once
+    stored_first = {e for r in attempt1 if r.path == UPSERT and r.status == 200 for e in r.emails}
+    # attempt 2: variables listed (all exist), then exactly the leads attempt 1 did not store,
+    # the failed chunk's among them, each once
     assert [(r.method, r.path) for r in attempt2[:1]] == [("GET", "/api/custom-variables")]
-    assert upserts(attempt2) == [200]
-    [resent] = [r for r in attempt2 if r.path == UPSERT]
-    assert sorted(resent.emails) == sorted(failed.emails)
-    assert sorted(len(c.emails) for c in recorder.calls if c.status == 200) == sorted(
-        [500, 100, 400, 300, 500, 200]
-    )
+    resent = [e for r in attempt2 if r.path == UPSERT for e in r.emails]
+    assert set(upserts(attempt2)) == {200}
+    assert set(failed.emails) <= set(resent)
+    assert sorted(resent) == sorted({lead.email for lead in leads} - stored_first)
+    assert sum(len(c.emails) for c in recorder.calls if c.status == 200) == 2_000
 
     sent = Counter(recorder.successful_emails())
     assert set(sent) == {lead.email for lead in leads}
@@ -400,7 +402,7 @@ async def test_retry_resumes_mid_month_without_duplicate_uploads(
     )
     assert len(bison.leads()) == uploaded == len(leads) == 2_000
     second = result.runs[1]["output"]["windows"]
-    assert sum(w["sent_this_run"] for w in second) == len(failed.emails)
+    assert sum(w["sent_this_run"] for w in second) == len(resent)
     assert [w["uploaded"] for w in second] == list(PER_WINDOW)
 
 
