@@ -6,7 +6,7 @@ One INFO record per line (so JSON mode stays one object per line), event
     worker worker-4242 started: concurrency 4, queues all (pid 4242)
       workflows: pt1, pt2, pt3, pt4, pt5
       schedules: monthly_pipeline next Tue 2026-12-15 09:00 CST, weekly_evergreen next ...
-      database:  jobs on db:5432 as app, schema 0017_upload_tables_no_fk
+      database:  jobs on db:5432 as app, schema 0018_window_leads_no_cascade
 """
 
 from __future__ import annotations

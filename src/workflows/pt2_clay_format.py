@@ -434,6 +434,15 @@ async def run(ctx: WorkflowContext, data: ClayFormatInput) -> dict[str, Any]:
     refused = [e for e in emails if not verdicts.get(e, False)]
     counts.email_undeliverable = len(refused)
 
+    # The month's window rows go first: they point at these cleaned leads (no foreign key
+    # cascades to them since migration 0018).
+    await conn.execute(
+        """
+        DELETE FROM window_leads wl USING renewal_windows w
+         WHERE wl.window_id = w.id AND w.client_id = %s AND w.month = %s
+        """,
+        [client.id, data.first_day],
+    )
     await conn.execute(
         "DELETE FROM cleaned_leads WHERE client_id = %s AND month = %s",
         [client.id, data.first_day],

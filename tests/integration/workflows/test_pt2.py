@@ -19,6 +19,7 @@ from tests.fix_pipeline import (
     ClientFactory,
     PipelineFactory,
     StubRequest,
+    execute,
     fetch,
     job_result,
     job_status,
@@ -175,6 +176,40 @@ async def test_counts_are_recomputed_not_incremented(
     assert third.output["counts"] == expected
     assert await counts(pipeline) == expected
     assert await scalar(pipeline, "SELECT count(*) FROM cleaned_leads") == 5
+
+
+async def test_running_again_drops_the_months_window_rows_with_its_cleaned_leads(
+    pipeline: Orchestrator, make_client: ClientFactory, write_rows: RowWriter
+) -> None:
+    # (window rows pointed at cleaned leads with a cascading foreign key until migration
+    # 0018; PT2 deletes them itself now)
+    client = await make_client()
+    write_rows(client.name, MONTH, "tx.csv", ROWS)
+    await load(pipeline, client.name)
+    await run_job(pipeline, "pt2", {"client": client.name, "month": MONTH})
+    for window_id, month in ((1, f"{MONTH}-01"), (2, "2026-09-01")):
+        await execute(
+            pipeline,
+            "INSERT INTO renewal_windows (id, client_id, month, window_index, start_date,"
+            " end_date, upload_date, list_name) VALUES (%s, %s, %s, 1, %s, %s, %s, 'w')",
+            [window_id, client.id, month, month, month, month],
+        )
+        await execute(
+            pipeline,
+            "INSERT INTO window_leads (window_id, cleaned_lead_id, email, segment)"
+            " SELECT %s, id, email, segment FROM cleaned_leads",
+            [window_id],
+        )
+    in_windows = await scalar(pipeline, "SELECT count(*) FROM window_leads WHERE window_id = 2")
+    assert in_windows == await scalar(pipeline, "SELECT count(*) FROM cleaned_leads") > 0
+
+    again = await run_job(pipeline, "pt2", {"client": client.name, "month": MONTH})
+
+    assert again.status == "succeeded"
+    # this month's window rows went with the cleaned leads they named; another month's stay
+    assert await fetch(
+        pipeline, "SELECT window_id, count(*) FROM window_leads GROUP BY window_id"
+    ) == [{"window_id": 2, "count": in_windows}]
 
 
 async def test_synthetic_month_invariants(
