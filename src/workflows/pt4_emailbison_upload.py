@@ -12,15 +12,14 @@ retry); 401/403/404 are permanent.
 Concurrency. Against a provider answering in 300 ms, one request at a time caps a PT4 near
 three requests a second whatever the allowed rate, so up to ``ORCHESTRATOR_EMAILBISON_
 CONCURRENCY`` chunks (default 16) are in flight at once, the four windows' chunks one stream
-(a window is filled and read when the upload reaches it, while the previous one's last chunks
-are in flight; the next chunks start before the finished ones are recorded), each an asyncio
+(a chunk starts when another ends, whatever the main task is doing; a window is filled while
+the previous one's chunks flow and read when the last of them are starting), each an asyncio
 task that builds its leads, records its intent and sends, paced by the instance's shared
-rate limit (see
-:mod:`workflows.limits`: every client and worker on the instance draws from it, oldest
-waiter first, so concurrent clients progress side by side). The workflow's own transaction
-is touched by the main task only: it records each chunk's answer in ``uploaded_leads`` and
-commits as the chunks complete, in whatever order they complete (resuming reads what was
-recorded, not a position).
+rate limit (see :mod:`workflows.limits`: every client and worker on the instance draws from
+it, oldest waiter first, so concurrent clients progress side by side). The workflow's own
+transaction is touched by the main task only: it records each chunk's answer in
+``uploaded_leads`` and commits as the chunks complete, in whatever order they complete
+(resuming reads what was recorded, not a position).
 
 Each chunk is an external call (``emailbison.upsert_leads``): its intent (window, emails) is
 committed before the request (on a pool connection, not the workflow's transaction) and its
