@@ -202,26 +202,26 @@ async def fill_window(ctx: WorkflowContext, client: Client, window: Any) -> int:
 async def _pending(ctx: WorkflowContext, client: Client, window_id: int) -> list[PendingLead]:
     """The window's leads not yet recorded as uploaded or refused, by email, as tuples of
     :data:`PENDING_COLUMNS`."""
-    cursor = ctx.connection.cursor(row_factory=tuple_row)
-    await cursor.execute(
-        f"""
-        SELECT {", ".join(PENDING_COLUMNS)}
-          FROM window_leads wl
-          JOIN cleaned_leads c ON c.id = wl.cleaned_lead_id
-         WHERE wl.window_id = %(w)s
-           AND NOT EXISTS (SELECT 1 FROM uploaded_leads u
-                            WHERE u.client_id = %(c)s AND u.workspace = %(ws)s
-                              AND u.email = wl.email AND u.window_id = %(w)s)
-         ORDER BY wl.email
-        """,  # noqa: S608 - the columns are constants of this module
-        {"w": window_id, "c": client.id, "ws": client.emailbison_url},
-    )
-    # Rows are converted as they are fetched: a window's 25,000 at once held the event loop
-    # (and the chunks waiting on it to send) for a tenth of a second.
-    rows: list[PendingLead] = []
-    while batch := await cursor.fetchmany(_READ_BATCH):
-        rows.extend(batch)
-        await asyncio.sleep(0)
+    async with ctx.connection.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute(
+            f"""
+            SELECT {", ".join(PENDING_COLUMNS)}
+              FROM window_leads wl
+              JOIN cleaned_leads c ON c.id = wl.cleaned_lead_id
+             WHERE wl.window_id = %(w)s
+               AND NOT EXISTS (SELECT 1 FROM uploaded_leads u
+                                WHERE u.client_id = %(c)s AND u.workspace = %(ws)s
+                                  AND u.email = wl.email AND u.window_id = %(w)s)
+             ORDER BY wl.email
+            """,  # noqa: S608 - the columns are constants of this module
+            {"w": window_id, "c": client.id, "ws": client.emailbison_url},
+        )
+        # Rows are converted as they are fetched: a window's 25,000 at once held the event
+        # loop (and the chunks waiting on it to send) for a tenth of a second.
+        rows: list[PendingLead] = []
+        while batch := await cursor.fetchmany(_READ_BATCH):
+            rows.extend(batch)
+            await asyncio.sleep(0)
     return rows
 
 
@@ -341,10 +341,11 @@ async def _upload_windows(
 
     The chunks of all windows form one stream, windows in order. A chunk starts as soon as
     another ends (from that chunk's completion, not from this task), so the database work of
-    this task — recording answers, storing a window's leads (``prefill``), reading them
-    (``load``: its pending leads, earlier attempts' calls settled) — never holds the stream up:
-    when it did, a window's start took longer than the sixteen chunks in flight last at the
-    provider's rate, and the rate went unused for up to half a second each time. The next
+    this task — recording answers, storing a window's leads (``prefill``, once per window),
+    reading them (``load``: its pending leads, earlier attempts' calls settled) — never holds
+    the stream up: when it did, a window's start took longer than the sixteen chunks in
+    flight last at the provider's rate, and the rate went unused for up to half a second each
+    time. The next
     window is stored once the current one's chunks are flowing and read when fewer than
     ``concurrency`` chunks are left to start. Each chunk's answer is recorded and committed by
     this (the main) task as it arrives, then ``chunk_done(leads)`` reports progress, and
@@ -359,7 +360,6 @@ async def _upload_windows(
     in_flight: dict[ChunkTask, tuple[WindowUpload, int]] = {}  # until recorded here
     running = 0  # chunk tasks not yet ended
     halted = False  # a chunk failed or was cancelled: start none any more
-    prefilled = 0  # windows[:prefilled] have had ``prefill``
 
     def start_chunks() -> None:
         """Start queued chunks while fewer than ``concurrency`` run (synchronous: it is
@@ -394,12 +394,10 @@ async def _upload_windows(
     try:
         while True:
             if len(uploads) < len(windows) and len(queued) < concurrency and not halted:
-                await ctx.check()
                 await load_next()
                 continue
-            if prefilled <= len(uploads) < len(windows) and not halted:
-                prefilled = len(uploads) + 1
-                await prefill(windows[len(uploads)])
+            if len(uploads) < len(windows) and not halted:
+                await prefill(windows[len(uploads)])  # stores a window once, then returns
             if not in_flight:
                 if queued:  # nothing runs, yet chunks are left: stopping or fenced
                     await ctx.check()
@@ -537,15 +535,17 @@ async def run(ctx: WorkflowContext, data: ClientMonth) -> dict[str, Any]:
     lead_counts: dict[int, int] = {}  # window id -> leads stored, once filled
 
     async def prefill(window: Any) -> None:
+        """Store the window's leads, the first time only."""
         nonlocal total_leads
+        if window["id"] in lead_counts:
+            return
         await ctx.check()
         lead_counts[window["id"]] = await fill_window(ctx, client, window)
         total_leads += lead_counts[window["id"]] - int(window["expected"])
 
     async def load(window: Any) -> WindowUpload:
         nonlocal processed
-        if window["id"] not in lead_counts:
-            await prefill(window)
+        await prefill(window)
         await ctx.check()
         lead_count = lead_counts[window["id"]]
         pending = await _pending(ctx, client, window["id"])
