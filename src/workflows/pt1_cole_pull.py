@@ -64,9 +64,7 @@ _ZIP5 = sql_rules.zip5("zip").replace("%", "%%")
 # The dedupe key in two layers (see _INSERT_RAW): its words and the row's ZIP are columns of
 # the inner query, computed once, where the one-expression sql_rules.dedupe_key repeats them.
 _WORDS = sql_rules.key_words("first_name", "last_name", "address_1").replace("%", "%%")
-_KEY = sql_rules.hashed_key(
-    f"{sql_rules.key_material('words')} || '|' || coalesce(zip5, {sql_rules.zip_digits('zip')})"
-).replace("%", "%%")
+_KEY = sql_rules.key_of("words", "zip5", "zip").replace("%", "%%")
 _INSERT_RAW = f"""
     INSERT INTO raw_leads (client_id, month, file_id, {_RAW_COLUMNS})
     SELECT %s, %s, %s, row_number, {_CLEAN_CELLS}, zip5,

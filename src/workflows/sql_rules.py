@@ -154,13 +154,17 @@ def hashed_key(material: str) -> str:
     return f"left(encode(sha256(convert_to({material}, 'UTF8')), 'hex'), 40)"
 
 
+def key_of(words: str, zip_5: str, zip_code: str) -> str:
+    """The dedupe key of a row's :func:`key_words`, its :func:`zip5` and its ZIP cell (the
+    key's ZIP is the digits of the cell when there is no ZIP5)."""
+    return hashed_key(f"{key_material(words)} || '|' || coalesce({zip_5}, {zip_digits(zip_code)})")
+
+
 def dedupe_key(first_name: str, last_name: str, address_1: str, zip_code: str) -> str:
     """:func:`~workflows.formatting.dedupe_key` in one expression (it repeats its
-    arguments: PT1 computes the parts in layers instead)."""
-    words = key_words(first_name, last_name, address_1)
-    return hashed_key(
-        f"{key_material(words)} || '|' || coalesce({zip5(zip_code)}, {zip_digits(zip_code)})"
-    )
+    arguments: PT1 computes the words and the ZIP5 in an inner query and calls
+    :func:`key_of` on them)."""
+    return key_of(key_words(first_name, last_name, address_1), zip5(zip_code), zip_code)
 
 
 # -- PT2 ---------------------------------------------------------------------------------
