@@ -11,10 +11,14 @@ from orchestrator._migrate import alembic_config
 BEFORE, AFTER = "0016_bytewise_dedupe_keys", "0017_upload_tables_no_fk"
 
 
-def _foreign_keys(conn: psycopg.Connection[tuple[object, ...]]) -> set[str]:
+def _foreign_keys(
+    conn: psycopg.Connection[tuple[object, ...]],
+    tables: tuple[str, ...] = ("uploaded_leads", "window_leads"),
+) -> set[str]:
     rows = conn.execute(
         "SELECT conname FROM pg_constraint WHERE contype = 'f'"
-        " AND conrelid IN ('uploaded_leads'::regclass, 'window_leads'::regclass)"
+        " AND conrelid::regclass::text = ANY (%s)",
+        [list(tables)],
     ).fetchall()
     return {str(row[0]) for row in rows}
 
