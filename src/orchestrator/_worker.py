@@ -214,8 +214,12 @@ async def _heartbeat_connection(orch: Orchestrator) -> psycopg.AsyncConnection[D
         row_factory=dict_row,
         connect_timeout=int(orch.settings.connect_timeout),
     )
-    await quiet_triggers(conn)  # the worker's own writes notify through its ChangeNotifier
-    await conn.set_autocommit(True)  # each beat its own transaction, never one left open
+    try:
+        await quiet_triggers(conn)  # the worker's own writes notify through its ChangeNotifier
+        await conn.set_autocommit(True)  # each beat its own transaction, never one left open
+    except BaseException:  # a failure or the worker stopping: not left open for the GC
+        await conn.close()
+        raise
     return conn
 
 
